@@ -1,0 +1,51 @@
+/** The typed events components exchange. Later issues add theirs here. */
+import type { FaultEvent, RejectReason, TelemetrySample } from '../contract/index.js';
+
+/** What the pipeline knows about a device when it accepts a message. */
+export interface DeviceInfo {
+  id: string;
+  model: string;
+  firmware: string | null;
+  ownerId: string | null;
+  ownerLocale: string | null;
+  region: string | null;
+  batch: string | null;
+}
+
+export interface TelemetryAccepted {
+  device: DeviceInfo;
+  samples: TelemetrySample[];
+  /** Server time the message was accepted (ms). */
+  receivedAt: number;
+  /** WAL position of the record, for exactly-once consumers. */
+  lsn: number;
+}
+
+export interface FaultAccepted {
+  device: DeviceInfo;
+  faults: FaultEvent[];
+  receivedAt: number;
+  lsn: number;
+}
+
+export interface DeviceStatusChanged {
+  deviceId: string;
+  state: 'online' | 'offline';
+  reason: string | null;
+  at: number;
+}
+
+export interface MessageRejected {
+  deviceId: string | null;
+  topic: string;
+  reason: RejectReason;
+  message: string;
+  deadLetterId: string | null;
+}
+
+export interface FaultlineEvents {
+  'telemetry.accepted': TelemetryAccepted;
+  'fault.accepted': FaultAccepted;
+  'device.status': DeviceStatusChanged;
+  'message.rejected': MessageRejected;
+}

@@ -1,0 +1,118 @@
+/**
+ * One prom-client registry per app instance (tests run several bridges in one
+ * process, so the global default registry would mix them). Every refusal has a
+ * counter with a reason label; the reasons are listed in src/contract.
+ */
+
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
+
+  readonly connections = new Gauge({
+    name: 'faultline_mqtt_connections',
+    help: 'MQTT clients currently connected',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly connectionsRefused = new Counter({
+    name: 'faultline_mqtt_connections_refused_total',
+    help: 'MQTT connections refused, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly messagesAccepted = new Counter({
+    name: 'faultline_messages_accepted_total',
+    help: 'Device messages durably accepted, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly samplesAccepted = new Counter({
+    name: 'faultline_samples_accepted_total',
+    help: 'Samples and fault events accepted (a batch message counts each item)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly messagesRejected = new Counter({
+    name: 'faultline_messages_rejected_total',
+    help: 'Device messages refused, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly subscriptionsRefused = new Counter({
+    name: 'faultline_mqtt_subscriptions_refused_total',
+    help: 'SUBSCRIBE requests refused by the topic ACL',
+    registers: [this.registry],
+  });
+  readonly deadLetters = new Counter({
+    name: 'faultline_dead_letters_total',
+    help: 'Messages written to the dead-letter store, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly pipelineQueue = new Gauge({
+    name: 'faultline_pipeline_queue_depth',
+    help: 'Accepted records waiting for the pipeline',
+    registers: [this.registry],
+  });
+  readonly walBytes = new Gauge({
+    name: 'faultline_wal_bytes',
+    help: 'Bytes held in the write-ahead log',
+    registers: [this.registry],
+  });
+  readonly walCommitSeconds = new Histogram({
+    name: 'faultline_wal_commit_seconds',
+    help: 'Time from append to durable commit',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    registers: [this.registry],
+  });
+  readonly clientsPaused = new Counter({
+    name: 'faultline_mqtt_clients_paused_total',
+    help: 'Times a client socket was paused for backpressure',
+    registers: [this.registry],
+  });
+  readonly listenerErrors = new Counter({
+    name: 'faultline_listener_errors_total',
+    help: 'Errors thrown by event listeners, by event and listener',
+    labelNames: ['event', 'listener'] as const,
+    registers: [this.registry],
+  });
+  readonly dbErrors = new Counter({
+    name: 'faultline_db_errors_total',
+    help: 'Database operations that failed, by operation',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
+  readonly httpAuthFailures = new Counter({
+    name: 'faultline_http_auth_failures_total',
+    help: 'HTTP requests refused by authentication or role checks',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly eventLoopLag: Gauge = new Gauge({
+    name: 'faultline_event_loop_lag_seconds',
+    help: 'Event-loop delay p99 since the last scrape',
+    registers: [this.registry],
+    // Read and reset on each scrape so the figure describes the last interval, not all time.
+    collect: () => {
+      this.eventLoopLag.set(this.loopDelay.percentile(99) / 1e9);
+      this.loopDelay.reset();
+    },
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'faultline_process_' });
+    this.loopDelay.enable();
+  }
+
+  async render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  close(): void {
+    this.loopDelay.disable();
+  }
+}
