@@ -35,6 +35,13 @@ const externalSchema = z.strictObject({
     .default('faultline')
     .describe('shared subscription group'),
   qos: z.union([z.literal(0), z.literal(1)]).default(1),
+  connections: z
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(4)
+    .describe('parallel shared-subscription consumers; MQTT.js acks one message at a time per connection'),
 });
 
 const mqttSchema = z.strictObject({

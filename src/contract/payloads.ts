@@ -92,6 +92,7 @@ export const REJECT_REASONS = [
   'future_timestamp',
   'oversized_packet',
   'spoofed_topic',
+  'unknown_device',
   'unknown_topic',
   'rate_limited',
   'duplicate',

@@ -1,0 +1,267 @@
+/**
+ * The composition root: the only place that knows every component. buildApp()
+ * wires; start() opens storage, replays the log, then opens the doors (broker,
+ * HTTP) and logs one line per component with its address; stop() closes the
+ * doors first and flushes everything accepted before releasing the data dir.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { type BrokerAddresses, EmbeddedBroker } from './broker/embedded.js';
+import { ExternalSubscriber } from './broker/external.js';
+import type { Config } from './config/schema.js';
+import { type Db, openDb } from './db/db.js';
+import { acquireDataDirLock, type DataDirLock, updateLock } from './db/lock.js';
+import { DeadLetterStore } from './deadletters/store.js';
+import { EventBus } from './events/bus.js';
+import type { DeviceInfo, FaultlineEvents } from './events/types.js';
+import { buildHttpServer } from './http/server.js';
+import { DbSink } from './ingest/db-sink.js';
+import { IngestPipeline } from './ingest/pipeline.js';
+import { createLogger, type Logger } from './log/logger.js';
+import { Metrics } from './metrics/registry.js';
+import { DeviceRegistry } from './registry/devices.js';
+import { WriteAheadLog } from './wal/index.js';
+
+export interface AppAddresses {
+  mqtt: string | null;
+  ws: string | null;
+  tls: string | null;
+  external: string | null;
+  http: string;
+}
+
+export interface App {
+  readonly config: Readonly<Config>;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly bus: EventBus<FaultlineEvents>;
+  start(): Promise<AppAddresses>;
+  stop(): Promise<void>;
+  /** Live components, for tests and later features; undefined before start(). */
+  readonly parts: Readonly<AppParts>;
+}
+
+export interface AppParts {
+  db: Db;
+  devices: DeviceRegistry;
+  deadLetters: DeadLetterStore;
+  wal: WriteAheadLog;
+  pipeline: IngestPipeline;
+  broker: EmbeddedBroker | null;
+  external: ExternalSubscriber | null;
+  http: FastifyInstance;
+  addresses: AppAddresses;
+}
+
+export interface BuildOptions {
+  log?: Logger;
+}
+
+export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): App {
+  const log = options.log ?? createLogger({ level: config.log.level });
+  const metrics = new Metrics();
+  const bus = new EventBus<FaultlineEvents>(log, {
+    listenerError: (event, listener) => metrics.listenerErrors.inc({ event, listener }),
+  });
+  const dataDir = resolve(config.dataDir);
+  let parts: AppParts | undefined;
+  let lock: DataDirLock | null = null;
+  let sink: DbSink | null = null;
+  let ready = false;
+  let stopping: Promise<void> | null = null;
+  const cleanups: Array<() => Promise<void>> = [];
+
+  async function start(): Promise<AppAddresses> {
+    await mkdir(dataDir, { recursive: true });
+    // PGlite's open takes the data-dir lock itself; with PostgreSQL the WAL still needs one owner.
+    if (config.database.url) {
+      lock = await acquireDataDirLock(dataDir, log);
+      cleanups.unshift(async () => lock?.release());
+    }
+    try {
+      return await startParts();
+    } catch (err) {
+      await runCleanups();
+      throw err;
+    }
+  }
+
+  async function startParts(): Promise<AppAddresses> {
+    const db = await openDb({ url: config.database.url, dataDir, log });
+    cleanups.unshift(() => db.close());
+    log.info({ component: 'database', backend: db.kind }, `database ready (${db.kind})`);
+    const devices = new DeviceRegistry(db);
+    const deadLetters = new DeadLetterStore(db);
+    const adminToken = config.http.adminToken ?? (await bootstrapAdminToken(dataDir, log));
+    const effective: Readonly<Config> = Object.freeze({
+      ...config,
+      http: Object.freeze({ ...config.http, adminToken }),
+    });
+
+    const wal = await WriteAheadLog.open({
+      dir: join(dataDir, 'wal'),
+      segmentBytes: config.ingest.walSegmentBytes,
+      groupCommitMs: config.ingest.walGroupCommitMs,
+    });
+    cleanups.unshift(() => wal.close());
+
+    const deviceInfo = async (id: string): Promise<DeviceInfo | null> => {
+      const d = await devices.get(id);
+      if (!d) return null;
+      return {
+        id: d.id,
+        model: d.model,
+        firmware: d.firmware,
+        ownerId: d.ownerId,
+        ownerLocale: d.ownerLocale,
+        region: d.region,
+        batch: d.batch,
+      };
+    };
+    let replyError: IngestPipelineReply = () => undefined;
+    const pipeline = new IngestPipeline({
+      wal,
+      bus,
+      metrics,
+      log: log.child({ component: 'ingest' }),
+      dataDir,
+      maxFutureSkewMs: config.ingest.maxFutureSkewMs,
+      dedupWindow: config.ingest.dedupWindow,
+      maxQueue: config.ingest.maxQueue,
+      deviceInfo,
+      replyError: (...args) => replyError(...args),
+    });
+    const { replayed } = await pipeline.start();
+    cleanups.unshift(() => pipeline.stop());
+    log.info({ component: 'wal', dir: join(dataDir, 'wal'), lastLsn: wal.lastLsn, replayed }, 'write-ahead log ready');
+
+    sink = new DbSink({ wal, deadLetters, devices, metrics, log: log.child({ component: 'db-sink' }) });
+    sink.start();
+    const dbSink = sink;
+    cleanups.unshift(() => dbSink.stop());
+    bus.on('message.rejected', 'db-sink.wake', () => dbSink.notify());
+
+    let broker: EmbeddedBroker | null = null;
+    let external: ExternalSubscriber | null = null;
+    let brokerAddresses: BrokerAddresses | null = null;
+    let externalUrl: string | null = null;
+    if (config.mqtt.mode === 'embedded') {
+      broker = new EmbeddedBroker({ config, log: log.child({ component: 'broker' }), metrics, devices, pipeline });
+      const b = broker;
+      replyError = (...args) => b.replyError(...args);
+      brokerAddresses = await broker.start();
+      cleanups.unshift(() => b.stop());
+      log.info({ component: 'broker', ...brokerAddresses }, `MQTT broker listening on ${brokerAddresses.mqtt}`);
+      if (brokerAddresses.ws) log.info({ component: 'broker' }, `MQTT over WebSocket on ${brokerAddresses.ws}`);
+      if (brokerAddresses.tls) log.info({ component: 'broker' }, `MQTT over TLS on ${brokerAddresses.tls}`);
+    } else {
+      external = new ExternalSubscriber({ config, log: log.child({ component: 'external' }), metrics, pipeline, deviceInfo });
+      const e = external;
+      replyError = (...args) => e.replyError(...args);
+      const started = await external.start();
+      externalUrl = started.url;
+      cleanups.unshift(() => e.stop());
+      log.info({ component: 'external', ...started }, `subscribed to external broker ${started.url}`);
+    }
+
+    const http = await buildHttpServer({
+      config: effective,
+      log,
+      metrics,
+      devices,
+      deadLetters,
+      readiness: () => ({
+        ready,
+        components: {
+          database: { ok: true, detail: db.kind },
+          ingest: { ok: !pipeline.paused, detail: pipeline.paused ? 'paused: backpressure' : 'accepting' },
+          wal: { ok: !wal.full, detail: `${wal.bytes} bytes` },
+        },
+      }),
+    });
+    await http.listen({ host: config.http.host, port: config.http.port });
+    cleanups.unshift(() => http.close());
+    const address = http.server.address();
+    const httpPort = typeof address === 'object' && address ? address.port : config.http.port;
+    const httpUrl = `http://${displayHost(config.http.host)}:${httpPort}`;
+    await updateLock(dataDir, { httpUrl });
+    log.info({ component: 'http' }, `HTTP API on ${httpUrl}/api/v1 (docs ${httpUrl}/docs, metrics ${httpUrl}/metrics)`);
+
+    const addresses: AppAddresses = {
+      mqtt: brokerAddresses?.mqtt ?? null,
+      ws: brokerAddresses?.ws ?? null,
+      tls: brokerAddresses?.tls ?? null,
+      external: externalUrl,
+      http: httpUrl,
+    };
+    parts = { db, devices, deadLetters, wal, pipeline, broker, external, http, addresses };
+    ready = true;
+    log.info({ component: 'faultline' }, 'ready');
+    return addresses;
+  }
+
+  async function runCleanups(): Promise<void> {
+    // Reverse order of start: doors first, then the pipeline flush, the log, the database, the lock.
+    while (cleanups.length > 0) {
+      const cleanup = cleanups.shift()!;
+      try {
+        await cleanup();
+      } catch (err) {
+        log.error({ err }, 'error during shutdown');
+      }
+    }
+  }
+
+  async function stop(): Promise<void> {
+    if (!stopping) {
+      ready = false;
+      stopping = (async () => {
+        await runCleanups();
+        await bus.idle();
+        metrics.close();
+        log.info({ component: 'faultline' }, 'stopped');
+        log.flush?.();
+      })();
+    }
+    return stopping;
+  }
+
+  return {
+    config,
+    log,
+    metrics,
+    bus,
+    start,
+    stop,
+    get parts() {
+      if (!parts) throw new Error('app not started');
+      return parts;
+    },
+  };
+}
+
+type IngestPipelineReply = ConstructorParameters<typeof IngestPipeline>[0]['replyError'];
+
+/**
+ * Without a configured admin token, one is generated on first start and kept in
+ * the data dir (mode 0600). The log says where it is, never what it is.
+ */
+async function bootstrapAdminToken(dataDir: string, log: Logger): Promise<string> {
+  const file = join(dataDir, 'admin-token');
+  try {
+    const existing = (await readFile(file, 'utf8')).trim();
+    if (existing.length >= 16) return existing;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const token = randomBytes(24).toString('base64url');
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  log.warn({ file }, `no http.adminToken configured: generated one and wrote it to ${file}`);
+  return token;
+}
+
+function displayHost(host: string): string {
+  return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+}

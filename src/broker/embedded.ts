@@ -1,0 +1,359 @@
+/**
+ * The embedded Aedes broker: TCP, MQTT over WebSocket and TLS listeners, device
+ * authentication, the topic ACL, connection and rate limits, and acceptance
+ * into the ingest pipeline inside authorizePublish (Aedes sends PUBACK right
+ * after that callback, so calling back only once the message is durable is
+ * what makes a PUBACK mean "stored").
+ */
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createTcpServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer } from 'node:tls';
+import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import { DEVICE_ID_PATTERN, type RejectReason, topics } from '../contract/index.js';
+import type { Config } from '../config/schema.js';
+import type { DeviceInfo } from '../events/types.js';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/registry.js';
+import type { IngestPipeline } from '../ingest/pipeline.js';
+import { TokenBucket } from '../ingest/rate-limit.js';
+import { checkDevicePublish, deviceMaySubscribe } from './acl.js';
+import { GuardedConnection } from './packet-guard.js';
+
+export type AuthResult =
+  | { ok: true; device: DeviceInfo }
+  | { ok: false; reason: 'unknown_device' | 'bad_secret' | 'disabled' };
+
+export interface DeviceAuthenticator {
+  authenticate(id: string, secret: string): Promise<AuthResult>;
+}
+
+interface Session {
+  device: DeviceInfo;
+  bucket: TokenBucket;
+  conn: GuardedConnection;
+}
+
+export interface BrokerAddresses {
+  mqtt: string;
+  ws: string | null;
+  tls: string | null;
+}
+
+export interface EmbeddedBrokerOptions {
+  config: Readonly<Config>;
+  log: Logger;
+  metrics: Metrics;
+  devices: DeviceAuthenticator;
+  pipeline: IngestPipeline;
+}
+
+/** Topic a refused publish is rewritten to, so Aedes forwards it to nobody ($ topics never match # or +). */
+const DROPPED_TOPIC = '$faultline/dropped';
+const LOG_EVERY_MS = 10_000;
+
+export class EmbeddedBroker {
+  private aedes!: Aedes;
+  private readonly sessions = new WeakMap<Client, Session>();
+  private readonly connections = new Set<GuardedConnection>();
+  private readonly servers: Array<NetServer | HttpServer> = [];
+  private wss: WebSocketServer | null = null;
+  private readonly lastLogged = new Map<string, number>();
+  private unsubscribePressure: (() => void) | null = null;
+
+  constructor(private readonly o: EmbeddedBrokerOptions) {}
+
+  async start(): Promise<BrokerAddresses> {
+    const { mqtt } = this.o.config;
+    if (mqtt.allowAnonymous) {
+      this.o.log.warn(
+        '!!! mqtt.allowAnonymous is ON: any client may connect without a credential. Development only; never expose this broker. !!!',
+      );
+    }
+    this.aedes = await Aedes.createBroker({
+      id: 'faultline',
+      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, sub, done) => this.authorizeSubscribe(client, sub, done),
+    });
+    this.aedes.on('clientReady', (client) => this.onReady(client));
+    this.aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
+    this.aedes.on('clientError', (client, err) => this.throttledLog(`clientError:${client?.id}`, { err, clientId: client?.id }, 'client error'));
+    this.aedes.on('connectionError', (_client, err) => this.throttledLog('connectionError', { err }, 'connection error before CONNECT'));
+    this.unsubscribePressure = this.o.pipeline.onPressure((paused) => {
+      for (const conn of this.connections) {
+        if (paused) conn.hold();
+        else conn.release();
+      }
+      if (paused) this.o.metrics.clientsPaused.inc(this.connections.size);
+    });
+
+    const tcp = createTcpServer((socket) => this.accept(socket, 'tcp'));
+    const mqttAddr = await listen(tcp, mqtt.port, mqtt.host);
+    this.servers.push(tcp);
+
+    let wsAddr: string | null = null;
+    if (mqtt.wsPort !== null) {
+      const http = createHttpServer((_req, res) => {
+        res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
+      });
+      this.wss = new WebSocketServer({
+        server: http,
+        maxPayload: mqtt.limits.maxPacketBytes + 16,
+        handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
+      });
+      this.wss.on('connection', (ws, req) => {
+        const stream = createWebSocketStream(ws);
+        Object.defineProperty(stream, 'remoteAddress', { value: req.socket.remoteAddress });
+        this.accept(stream, 'ws');
+      });
+      const port = await listen(http, mqtt.wsPort, mqtt.host);
+      wsAddr = `ws://${displayHost(mqtt.host)}:${port.port}`;
+      this.servers.push(http);
+    }
+
+    let tlsAddr: string | null = null;
+    if (mqtt.tls) {
+      const tls = createTlsServer(
+        {
+          cert: readFileSync(mqtt.tls.cert),
+          key: readFileSync(mqtt.tls.key),
+          ...(mqtt.tls.ca ? { ca: readFileSync(mqtt.tls.ca), requestCert: true, rejectUnauthorized: true } : {}),
+        },
+        (socket) => this.accept(socket, 'tls'),
+      );
+      const port = await listen(tls, mqtt.tls.port, mqtt.host);
+      tlsAddr = `mqtts://${displayHost(mqtt.host)}:${port.port}`;
+      this.servers.push(tls);
+    }
+    return { mqtt: `mqtt://${displayHost(mqtt.host)}:${mqttAddr.port}`, ws: wsAddr, tls: tlsAddr };
+  }
+
+  /** Publishes from Faultline itself (device errors, owner notifications). */
+  publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 0, retain = false): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.aedes.publish(
+        { cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos, retain, dup: false },
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
+  }
+
+  get connectedClients(): number {
+    return this.connections.size;
+  }
+
+  async stop(): Promise<void> {
+    this.unsubscribePressure?.();
+    for (const server of this.servers) server.close();
+    this.wss?.close();
+    for (const conn of this.connections) conn.destroy();
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+  }
+
+  private accept(stream: Duplex, kind: 'tcp' | 'ws' | 'tls'): void {
+    const { limits } = this.o.config.mqtt;
+    if (this.connections.size >= limits.maxConnections) {
+      this.o.metrics.connectionsRefused.inc({ reason: 'max_connections' });
+      this.throttledLog('max_connections', { limit: limits.maxConnections }, 'connection refused: maximum connections reached');
+      stream.destroy();
+      return;
+    }
+    const conn = new GuardedConnection(stream, {
+      maxPacketBytes: limits.maxPacketBytes,
+      onOversized: (bytes) => {
+        const session = this.sessionOf(conn);
+        this.o.metrics.messagesRejected.inc({ reason: 'oversized_packet' });
+        this.o.log.warn(
+          { deviceId: session?.device.id, announcedBytes: bytes, limit: limits.maxPacketBytes, transport: kind },
+          'connection closed: packet larger than mqtt.limits.maxPacketBytes',
+        );
+      },
+    });
+    this.connections.add(conn);
+    this.o.metrics.connections.inc({ kind });
+    conn.once('close', () => {
+      this.connections.delete(conn);
+      this.o.metrics.connections.dec({ kind });
+    });
+    if (this.o.pipeline.paused) conn.hold();
+    this.aedes.handle(conn);
+  }
+
+  private sessionOf(conn: GuardedConnection): Session | undefined {
+    const client = (conn as unknown as { client?: Client }).client;
+    return client ? this.sessions.get(client) : undefined;
+  }
+
+  private authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    const refuse = (reason: string, code: 4 | 5 | 2) => {
+      this.o.metrics.connectionsRefused.inc({ reason });
+      this.throttledLog(`auth:${client.id}`, { clientId: client.id, reason }, 'connection refused');
+      const err = new Error(`connection refused: ${reason}`) as AuthenticateError;
+      err.returnCode = code;
+      done(err, false);
+    };
+    const conn = client.conn as GuardedConnection;
+    if (!DEVICE_ID_PATTERN.test(client.id)) return refuse('invalid_client_id', 2);
+    if (username === undefined && this.o.config.mqtt.allowAnonymous) {
+      this.sessions.set(client, { device: anonymousDevice(client.id), bucket: this.bucket(), conn });
+      return done(null, true);
+    }
+    if (username === undefined || password === undefined) return refuse('missing_credentials', 4);
+    if (username !== client.id) return refuse('client_id_mismatch', 5);
+    this.o.devices.authenticate(client.id, password.toString('utf8')).then(
+      (result) => {
+        if (!result.ok) return refuse(result.reason, result.reason === 'disabled' ? 5 : 4);
+        this.sessions.set(client, { device: result.device, bucket: this.bucket(), conn });
+        done(null, true);
+      },
+      (err: unknown) => {
+        this.o.metrics.dbErrors.inc({ op: 'authenticate' });
+        this.o.log.error({ err, clientId: client.id }, 'authentication failed: registry unavailable');
+        const e = new Error('registry unavailable') as AuthenticateError;
+        e.returnCode = 3; // server unavailable: the device retries later
+        done(e, false);
+      },
+    );
+  }
+
+  private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
+    // Aedes republishes wills of clients that died while no broker was running with client === null.
+    const session = client ? this.sessions.get(client) : undefined;
+    if (!session) {
+      if (client === null && packet.topic.endsWith('/status')) return done(null);
+      return done(new Error('not authenticated'));
+    }
+    const deviceId = session.device.id;
+    const check = checkDevicePublish(deviceId, packet.topic);
+    if (!check.ok) return this.refusePublish(session, packet, check.reason, check.message, done);
+    if (!session.bucket.take(Date.now())) {
+      return this.refusePublish(
+        session,
+        packet,
+        'rate_limited',
+        `more than ${this.o.config.mqtt.limits.messagesPerSecond} msg/s sustained; message dropped`,
+        done,
+      );
+    }
+    const payload = packet.payload as Buffer;
+    const accepting = this.o.pipeline.accept(
+      { deviceId, kind: check.kind, topic: packet.topic, payload, qos: packet.qos },
+      session.device,
+    );
+    accepting.then(
+      (verdict) => {
+        if (!verdict.accepted) dropForwarding(packet);
+        done(null);
+      },
+      (err: unknown) => {
+        // Not durable: no PUBACK. Closing the connection makes the device resend after reconnecting.
+        this.o.log.error({ err, deviceId }, 'could not accept message durably; closing connection');
+        done(err as Error);
+      },
+    );
+  }
+
+  private refusePublish(
+    session: Session,
+    packet: PublishPacket,
+    reason: RejectReason,
+    message: string,
+    done: (error?: Error | null) => void,
+  ): void {
+    const topic = packet.topic;
+    dropForwarding(packet);
+    this.throttledLog(`${reason}:${session.device.id}`, { deviceId: session.device.id, topic, reason }, message);
+    // A positive ack and a drop, as MQTT 3.1.1 §3.3.5 allows: the device learns why on its errors topic
+    // and the connection stays up, so one bad message does not cost the device its session.
+    this.o.pipeline.reject(session.device.id, topic, reason, message, packet.payload as Buffer).then(
+      () => done(null),
+      (err: unknown) => done(err as Error),
+    );
+  }
+
+  private authorizeSubscribe(
+    client: Client,
+    sub: Subscription,
+    done: (error: Error | null, subscription?: Subscription | null) => void,
+  ): void {
+    const session = this.sessions.get(client);
+    if (session && deviceMaySubscribe(session.device.id, sub.topic)) return done(null, sub);
+    this.o.metrics.subscriptionsRefused.inc();
+    this.throttledLog(`sub:${client.id}`, { clientId: client.id, filter: sub.topic }, 'subscription refused by topic ACL');
+    done(null, null); // SUBACK 0x80 for this filter; the connection stays up
+  }
+
+  private onReady(client: Client): void {
+    const session = this.sessions.get(client);
+    if (!session) return;
+    this.o.pipeline.recordStatus(session.device.id, 'online', 'connected', session.device).catch((err: unknown) => {
+      this.o.log.error({ err, deviceId: session.device.id }, 'could not record device online');
+    });
+  }
+
+  private onDisconnect(client: Client): void {
+    const session = this.sessions.get(client);
+    if (!session) return;
+    this.o.pipeline.recordStatus(session.device.id, 'offline', 'disconnected', session.device).catch((err: unknown) => {
+      this.o.log.error({ err, deviceId: session.device.id }, 'could not record device offline');
+    });
+  }
+
+  /** Replies to a device on devices/{id}/errors; best effort, QoS 0. */
+  replyError(deviceId: string, topic: string, reason: RejectReason, message: string): void {
+    const payload = JSON.stringify({ ts: Date.now(), topic, reason, message });
+    this.publish(topics.errors(deviceId), payload).catch((err: unknown) => {
+      this.o.log.debug({ err, deviceId }, 'could not send error to device');
+    });
+  }
+
+  private bucket(): TokenBucket {
+    const { messagesPerSecond, burst } = this.o.config.mqtt.limits;
+    return new TokenBucket(messagesPerSecond, burst, Date.now());
+  }
+
+  /** One log line per key per interval: a misbehaving fleet must not flood the log. */
+  private throttledLog(key: string, fields: Record<string, unknown>, message: string): void {
+    const now = Date.now();
+    const last = this.lastLogged.get(key) ?? 0;
+    if (now - last < LOG_EVERY_MS) return;
+    this.lastLogged.set(key, now);
+    if (this.lastLogged.size > 10_000) this.lastLogged.clear();
+    this.o.log.warn(fields, message);
+  }
+}
+
+function dropForwarding(packet: PublishPacket): void {
+  packet.topic = DROPPED_TOPIC;
+  packet.retain = false;
+}
+
+function anonymousDevice(id: string): DeviceInfo {
+  return { id, model: 'unknown', firmware: null, ownerId: null, ownerLocale: null, region: null, batch: null };
+}
+
+function displayHost(host: string): string {
+  return host === '0.0.0.0' || host === '::' ? 'localhost' : host;
+}
+
+async function listen(server: NetServer | HttpServer, port: number, host: string): Promise<{ port: number }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  return { port: typeof address === 'object' && address ? address.port : port };
+}
+
+export type { Socket };

@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+/**
+ * The faultline command. `start` runs the bridge; data commands work beside a
+ * running bridge (through its API) or alone (on the database directly).
+ */
+import { readFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { loadConfig } from './config/load.js';
+import { openDataAccess } from './cli/data-access.js';
+import { isFaultlineError } from './errors/catalogue.js';
+import { EXIT, runBridge } from './main.js';
+
+const program = new Command();
+program
+  .name('faultline')
+  .description('Bridge from appliance self-diagnosis (MQTT) to service tickets and owner guides')
+  .option('-c, --config <file>', 'YAML config file (default: $FAULTLINE_CONFIG or built-in defaults)')
+  .showHelpAfterError();
+
+program
+  .command('start')
+  .description('run the bridge')
+  .action(async () => {
+    await runBridge(configFile());
+  });
+
+const config = program.command('config').description('configuration tools');
+config
+  .command('check')
+  .description('validate the config (file + environment) and print the effective values, secrets redacted')
+  .action(() => {
+    const c = loadConfig({ file: configFile() });
+    const redacted = JSON.parse(JSON.stringify(c), (key, value) =>
+      /token|password|secret/i.test(key) && typeof value === 'string' ? '[redacted]' : value,
+    );
+    process.stdout.write(`${JSON.stringify(redacted, null, 2)}\n`);
+  });
+
+const devices = program.command('devices').description('the device registry');
+devices
+  .command('add')
+  .description('register one device')
+  .requiredOption('--id <id>', 'device id (also its MQTT client id and username)')
+  .requiredOption('--model <model>', 'model, e.g. AC-9000')
+  .requiredOption('--secret <secret>', 'device secret, at least 16 characters (stored only as a salted hash)')
+  .option('--owner <ownerId>', 'owner id')
+  .option('--locale <locale>', 'owner locale, e.g. zh-CN or en')
+  .option('--firmware <version>', 'firmware version')
+  .option('--region <region>', 'region')
+  .option('--batch <batch>', 'production batch')
+  .action(async (o: Record<string, string | undefined>) => {
+    await withData(async (data) => {
+      const device = await data.addDevice({
+        id: o.id,
+        model: o.model,
+        secret: o.secret,
+        ownerId: o.owner,
+        ownerLocale: o.locale,
+        firmware: o.firmware,
+        region: o.region,
+        batch: o.batch,
+      });
+      print(device);
+    });
+  });
+devices
+  .command('import <file>')
+  .description('bulk-register devices from CSV (header: id,model,firmware,owner_id,owner_locale,region,batch,secret)')
+  .action(async (file: string) => {
+    const csv = await readFile(file, 'utf8');
+    await withData(async (data) => {
+      const result = await data.importDevices(csv);
+      process.stderr.write(`imported ${result.imported} devices (via ${data.via})\n`);
+      print(result);
+    });
+  });
+devices
+  .command('list')
+  .description('list devices (JSON, one page)')
+  .option('--model <model>')
+  .option('--owner <ownerId>')
+  .option('--limit <n>', 'page size', '100')
+  .option('--cursor <cursor>')
+  .action(async (o: Record<string, string | undefined>) => {
+    await withData(async (data) => {
+      print(await data.listDevices({ model: o.model, ownerId: o.owner, limit: Number(o.limit), cursor: o.cursor }));
+    });
+  });
+devices
+  .command('get <id>')
+  .action(async (id: string) => {
+    await withData(async (data) => print(await data.getDevice(id)));
+  });
+for (const [name, disabled] of [
+  ['disable', true],
+  ['enable', false],
+] as const) {
+  devices
+    .command(`${name} <id>`)
+    .description(`${name} a device (a disabled device is refused at CONNECT)`)
+    .action(async (id: string) => {
+      await withData(async (data) => print(await data.setDisabled(id, disabled)));
+    });
+}
+
+program
+  .command('deadletters')
+  .description('list refused messages with their reasons (newest first)')
+  .addOption(new Option('--reason <reason>', 'only this reason'))
+  .option('--device <id>', 'only this device')
+  .option('--limit <n>', 'page size', '50')
+  .option('--cursor <cursor>')
+  .action(async (o: Record<string, string | undefined>) => {
+    await withData(async (data) => {
+      print(await data.listDeadLetters({ reason: o.reason, deviceId: o.device, limit: Number(o.limit), cursor: o.cursor }));
+    });
+  });
+
+function configFile(): string | undefined {
+  return (program.opts() as { config?: string }).config ?? process.env.FAULTLINE_CONFIG;
+}
+
+async function withData(fn: (data: Awaited<ReturnType<typeof openDataAccess>>) => Promise<void>): Promise<void> {
+  const data = await openDataAccess(loadConfig({ file: configFile() }));
+  try {
+    await fn(data);
+  } finally {
+    await data.close();
+  }
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (isFaultlineError(err)) {
+    process.stderr.write(`faultline: ${err.code}: ${err.message}\n`);
+    if (err.details) process.stderr.write(`${JSON.stringify(err.details, null, 2)}\n`);
+    process.exit(err.code === 'FL_CONFIG_INVALID' ? EXIT.config : err.code === 'FL_DATA_DIR_LOCKED' ? EXIT.locked : EXIT.failure);
+  }
+  process.stderr.write(`faultline: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(EXIT.failure);
+});
