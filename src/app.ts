@@ -135,7 +135,10 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
     });
     const { replayed } = await pipeline.start();
     cleanups.unshift(() => pipeline.stop());
-    log.info({ component: 'wal', dir: join(dataDir, 'wal'), lastLsn: wal.lastLsn, replayed }, 'write-ahead log ready');
+    log.info(
+      { component: 'wal', dir: join(dataDir, 'wal'), lastLsn: wal.lastLsn, replayed },
+      'write-ahead log ready',
+    );
 
     sink = new DbSink({ wal, deadLetters, devices, metrics, log: log.child({ component: 'db-sink' }) });
     sink.start();
@@ -148,16 +151,32 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
     let brokerAddresses: BrokerAddresses | null = null;
     let externalUrl: string | null = null;
     if (config.mqtt.mode === 'embedded') {
-      broker = new EmbeddedBroker({ config, log: log.child({ component: 'broker' }), metrics, devices, pipeline });
+      broker = new EmbeddedBroker({
+        config,
+        log: log.child({ component: 'broker' }),
+        metrics,
+        devices,
+        pipeline,
+      });
       const b = broker;
       replyError = (...args) => b.replyError(...args);
       brokerAddresses = await broker.start();
       cleanups.unshift(() => b.stop());
-      log.info({ component: 'broker', ...brokerAddresses }, `MQTT broker listening on ${brokerAddresses.mqtt}`);
-      if (brokerAddresses.ws) log.info({ component: 'broker' }, `MQTT over WebSocket on ${brokerAddresses.ws}`);
+      log.info(
+        { component: 'broker', ...brokerAddresses },
+        `MQTT broker listening on ${brokerAddresses.mqtt}`,
+      );
+      if (brokerAddresses.ws)
+        log.info({ component: 'broker' }, `MQTT over WebSocket on ${brokerAddresses.ws}`);
       if (brokerAddresses.tls) log.info({ component: 'broker' }, `MQTT over TLS on ${brokerAddresses.tls}`);
     } else {
-      external = new ExternalSubscriber({ config, log: log.child({ component: 'external' }), metrics, pipeline, deviceInfo });
+      external = new ExternalSubscriber({
+        config,
+        log: log.child({ component: 'external' }),
+        metrics,
+        pipeline,
+        deviceInfo,
+      });
       const e = external;
       replyError = (...args) => e.replyError(...args);
       const started = await external.start();
@@ -187,7 +206,10 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
     const httpPort = typeof address === 'object' && address ? address.port : config.http.port;
     const httpUrl = `http://${displayHost(config.http.host)}:${httpPort}`;
     await updateLock(dataDir, { httpUrl });
-    log.info({ component: 'http' }, `HTTP API on ${httpUrl}/api/v1 (docs ${httpUrl}/docs, metrics ${httpUrl}/metrics)`);
+    log.info(
+      { component: 'http' },
+      `HTTP API on ${httpUrl}/api/v1 (docs ${httpUrl}/docs, metrics ${httpUrl}/metrics)`,
+    );
 
     const addresses: AppAddresses = {
       mqtt: brokerAddresses?.mqtt ?? null,

@@ -5,8 +5,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { loadConfig } from './config/load.js';
 import { openDataAccess } from './cli/data-access.js';
+import { loadConfig } from './config/load.js';
 import { isFaultlineError } from './errors/catalogue.js';
 import { EXIT, runBridge } from './main.js';
 
@@ -65,7 +65,9 @@ devices
   });
 devices
   .command('import <file>')
-  .description('bulk-register devices from CSV (header: id,model,firmware,owner_id,owner_locale,region,batch,secret)')
+  .description(
+    'bulk-register devices from CSV (header: id,model,firmware,owner_id,owner_locale,region,batch,secret)',
+  )
   .action(async (file: string) => {
     const csv = await readFile(file, 'utf8');
     await withData(async (data) => {
@@ -83,14 +85,19 @@ devices
   .option('--cursor <cursor>')
   .action(async (o: Record<string, string | undefined>) => {
     await withData(async (data) => {
-      print(await data.listDevices({ model: o.model, ownerId: o.owner, limit: Number(o.limit), cursor: o.cursor }));
+      print(
+        await data.listDevices({
+          model: o.model,
+          ownerId: o.owner,
+          limit: Number(o.limit),
+          cursor: o.cursor,
+        }),
+      );
     });
   });
-devices
-  .command('get <id>')
-  .action(async (id: string) => {
-    await withData(async (data) => print(await data.getDevice(id)));
-  });
+devices.command('get <id>').action(async (id: string) => {
+  await withData(async (data) => print(await data.getDevice(id)));
+});
 for (const [name, disabled] of [
   ['disable', true],
   ['enable', false],
@@ -112,7 +119,14 @@ program
   .option('--cursor <cursor>')
   .action(async (o: Record<string, string | undefined>) => {
     await withData(async (data) => {
-      print(await data.listDeadLetters({ reason: o.reason, deviceId: o.device, limit: Number(o.limit), cursor: o.cursor }));
+      print(
+        await data.listDeadLetters({
+          reason: o.reason,
+          deviceId: o.device,
+          limit: Number(o.limit),
+          cursor: o.cursor,
+        }),
+      );
     });
   });
 
@@ -120,7 +134,9 @@ function configFile(): string | undefined {
   return (program.opts() as { config?: string }).config ?? process.env.FAULTLINE_CONFIG;
 }
 
-async function withData(fn: (data: Awaited<ReturnType<typeof openDataAccess>>) => Promise<void>): Promise<void> {
+async function withData(
+  fn: (data: Awaited<ReturnType<typeof openDataAccess>>) => Promise<void>,
+): Promise<void> {
   const data = await openDataAccess(loadConfig({ file: configFile() }));
   try {
     await fn(data);
@@ -137,7 +153,13 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   if (isFaultlineError(err)) {
     process.stderr.write(`faultline: ${err.code}: ${err.message}\n`);
     if (err.details) process.stderr.write(`${JSON.stringify(err.details, null, 2)}\n`);
-    process.exit(err.code === 'FL_CONFIG_INVALID' ? EXIT.config : err.code === 'FL_DATA_DIR_LOCKED' ? EXIT.locked : EXIT.failure);
+    process.exit(
+      err.code === 'FL_CONFIG_INVALID'
+        ? EXIT.config
+        : err.code === 'FL_DATA_DIR_LOCKED'
+          ? EXIT.locked
+          : EXIT.failure,
+    );
   }
   process.stderr.write(`faultline: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(EXIT.failure);

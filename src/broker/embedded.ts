@@ -12,15 +12,15 @@ import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { DEVICE_ID_PATTERN, type RejectReason, topics } from '../contract/index.js';
 import type { Config } from '../config/schema.js';
+import { DEVICE_ID_PATTERN, type RejectReason, topics } from '../contract/index.js';
 import type { DeviceInfo } from '../events/types.js';
-import type { Logger } from '../log/logger.js';
-import type { Metrics } from '../metrics/registry.js';
 import type { IngestPipeline } from '../ingest/pipeline.js';
 import { TokenBucket } from '../ingest/rate-limit.js';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/registry.js';
 import { checkDevicePublish, deviceMaySubscribe } from './acl.js';
-import { GuardedConnection } from './packet-guard.js';
+import { GuardedConnection, type OversizedPublish } from './packet-guard.js';
 
 export type AuthResult =
   | { ok: true; device: DeviceInfo }
@@ -80,8 +80,12 @@ export class EmbeddedBroker {
     });
     this.aedes.on('clientReady', (client) => this.onReady(client));
     this.aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
-    this.aedes.on('clientError', (client, err) => this.throttledLog(`clientError:${client?.id}`, { err, clientId: client?.id }, 'client error'));
-    this.aedes.on('connectionError', (_client, err) => this.throttledLog('connectionError', { err }, 'connection error before CONNECT'));
+    this.aedes.on('clientError', (client, err) =>
+      this.throttledLog(`clientError:${client?.id}`, { err, clientId: client?.id }, 'client error'),
+    );
+    this.aedes.on('connectionError', (_client, err) =>
+      this.throttledLog('connectionError', { err }, 'connection error before CONNECT'),
+    );
     this.unsubscribePressure = this.o.pipeline.onPressure((paused) => {
       for (const conn of this.connections) {
         if (paused) conn.hold();
@@ -102,7 +106,8 @@ export class EmbeddedBroker {
       this.wss = new WebSocketServer({
         server: http,
         maxPayload: mqtt.limits.maxPacketBytes + 16,
-        handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
+        handleProtocols: (protocols) =>
+          protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false,
       });
       this.wss.on('connection', (ws, req) => {
         const stream = createWebSocketStream(ws);
@@ -120,7 +125,9 @@ export class EmbeddedBroker {
         {
           cert: readFileSync(mqtt.tls.cert),
           key: readFileSync(mqtt.tls.key),
-          ...(mqtt.tls.ca ? { ca: readFileSync(mqtt.tls.ca), requestCert: true, rejectUnauthorized: true } : {}),
+          ...(mqtt.tls.ca
+            ? { ca: readFileSync(mqtt.tls.ca), requestCert: true, rejectUnauthorized: true }
+            : {}),
         },
         (socket) => this.accept(socket, 'tls'),
       );
@@ -135,7 +142,14 @@ export class EmbeddedBroker {
   publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 0, retain = false): Promise<void> {
     return new Promise((resolve, reject) => {
       this.aedes.publish(
-        { cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos, retain, dup: false },
+        {
+          cmd: 'publish',
+          topic,
+          payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+          qos,
+          retain,
+          dup: false,
+        },
         (err) => (err ? reject(err) : resolve()),
       );
     });
@@ -157,18 +171,27 @@ export class EmbeddedBroker {
     const { limits } = this.o.config.mqtt;
     if (this.connections.size >= limits.maxConnections) {
       this.o.metrics.connectionsRefused.inc({ reason: 'max_connections' });
-      this.throttledLog('max_connections', { limit: limits.maxConnections }, 'connection refused: maximum connections reached');
+      this.throttledLog(
+        'max_connections',
+        { limit: limits.maxConnections },
+        'connection refused: maximum connections reached',
+      );
       stream.destroy();
       return;
     }
     const conn = new GuardedConnection(stream, {
       maxPacketBytes: limits.maxPacketBytes,
-      onOversized: (bytes) => {
-        const session = this.sessionOf(conn);
+      onOversizedPublish: (packet, c) => this.onOversizedPublish(packet, c, kind),
+      onFatal: (bytes) => {
         this.o.metrics.messagesRejected.inc({ reason: 'oversized_packet' });
         this.o.log.warn(
-          { deviceId: session?.device.id, announcedBytes: bytes, limit: limits.maxPacketBytes, transport: kind },
-          'connection closed: packet larger than mqtt.limits.maxPacketBytes',
+          {
+            deviceId: this.sessionOf(conn)?.device.id,
+            announcedBytes: bytes,
+            limit: limits.maxPacketBytes,
+            transport: kind,
+          },
+          'connection closed: oversized or malformed packet that is not a PUBLISH',
         );
       },
     });
@@ -180,6 +203,43 @@ export class EmbeddedBroker {
     });
     if (this.o.pipeline.paused) conn.hold();
     this.aedes.handle(conn);
+  }
+
+  /**
+   * An oversized PUBLISH never reached Aedes. It becomes a dead letter (with a bounded prefix of its
+   * payload), the device is told why, and a QoS 1 packet is acknowledged so the device moves on
+   * instead of resending it forever; the connection stays up.
+   */
+  private onOversizedPublish(packet: OversizedPublish, conn: GuardedConnection, transport: string): void {
+    const session = this.sessionOf(conn);
+    const limit = this.o.config.mqtt.limits.maxPacketBytes;
+    if (!session || packet.qos > 1) {
+      this.o.metrics.messagesRejected.inc({ reason: 'oversized_packet' });
+      this.o.log.warn(
+        { announcedBytes: packet.announcedBytes, limit, transport },
+        'connection closed: oversized packet',
+      );
+      conn.destroy();
+      return;
+    }
+    const deviceId = session.device.id;
+    const message = `packet of ${packet.announcedBytes} bytes exceeds mqtt.limits.maxPacketBytes (${limit}); first ${packet.payloadPrefix.length} payload bytes kept`;
+    this.throttledLog(
+      `oversized:${deviceId}`,
+      { deviceId, topic: packet.topic, announcedBytes: packet.announcedBytes, limit },
+      message,
+    );
+    this.o.pipeline.reject(deviceId, packet.topic, 'oversized_packet', message, packet.payloadPrefix).then(
+      () => {
+        if (packet.qos === 1 && packet.messageId !== null) {
+          conn.write(Buffer.from([0x40, 0x02, packet.messageId >> 8, packet.messageId & 0xff]));
+        }
+      },
+      (err: unknown) => {
+        this.o.log.error({ err, deviceId }, 'could not dead-letter an oversized packet; closing connection');
+        conn.destroy();
+      },
+    );
   }
 
   private sessionOf(conn: GuardedConnection): Session | undefined {
@@ -201,16 +261,29 @@ export class EmbeddedBroker {
       done(err, false);
     };
     const conn = client.conn as GuardedConnection;
-    if (!DEVICE_ID_PATTERN.test(client.id)) return refuse('invalid_client_id', 2);
+    if (!DEVICE_ID_PATTERN.test(client.id)) {
+      refuse('invalid_client_id', 2);
+      return;
+    }
     if (username === undefined && this.o.config.mqtt.allowAnonymous) {
       this.sessions.set(client, { device: anonymousDevice(client.id), bucket: this.bucket(), conn });
-      return done(null, true);
+      done(null, true);
+      return;
     }
-    if (username === undefined || password === undefined) return refuse('missing_credentials', 4);
-    if (username !== client.id) return refuse('client_id_mismatch', 5);
+    if (username === undefined || password === undefined) {
+      refuse('missing_credentials', 4);
+      return;
+    }
+    if (username !== client.id) {
+      refuse('client_id_mismatch', 5);
+      return;
+    }
     this.o.devices.authenticate(client.id, password.toString('utf8')).then(
       (result) => {
-        if (!result.ok) return refuse(result.reason, result.reason === 'disabled' ? 5 : 4);
+        if (!result.ok) {
+          refuse(result.reason, result.reason === 'disabled' ? 5 : 4);
+          return;
+        }
         this.sessions.set(client, { device: result.device, bucket: this.bucket(), conn });
         done(null, true);
       },
@@ -224,24 +297,36 @@ export class EmbeddedBroker {
     );
   }
 
-  private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
+  private authorizePublish(
+    client: Client | null,
+    packet: PublishPacket,
+    done: (error?: Error | null) => void,
+  ): void {
     // Aedes republishes wills of clients that died while no broker was running with client === null.
     const session = client ? this.sessions.get(client) : undefined;
     if (!session) {
-      if (client === null && packet.topic.endsWith('/status')) return done(null);
-      return done(new Error('not authenticated'));
+      if (client === null && packet.topic.endsWith('/status')) {
+        done(null);
+        return;
+      }
+      done(new Error('not authenticated'));
+      return;
     }
     const deviceId = session.device.id;
     const check = checkDevicePublish(deviceId, packet.topic);
-    if (!check.ok) return this.refusePublish(session, packet, check.reason, check.message, done);
+    if (!check.ok) {
+      this.refusePublish(session, packet, check.reason, check.message, done);
+      return;
+    }
     if (!session.bucket.take(Date.now())) {
-      return this.refusePublish(
+      this.refusePublish(
         session,
         packet,
         'rate_limited',
         `more than ${this.o.config.mqtt.limits.messagesPerSecond} msg/s sustained; message dropped`,
         done,
       );
+      return;
     }
     const payload = packet.payload as Buffer;
     const accepting = this.o.pipeline.accept(
@@ -270,7 +355,11 @@ export class EmbeddedBroker {
   ): void {
     const topic = packet.topic;
     dropForwarding(packet);
-    this.throttledLog(`${reason}:${session.device.id}`, { deviceId: session.device.id, topic, reason }, message);
+    this.throttledLog(
+      `${reason}:${session.device.id}`,
+      { deviceId: session.device.id, topic, reason },
+      message,
+    );
     // A positive ack and a drop, as MQTT 3.1.1 §3.3.5 allows: the device learns why on its errors topic
     // and the connection stays up, so one bad message does not cost the device its session.
     this.o.pipeline.reject(session.device.id, topic, reason, message, packet.payload as Buffer).then(
@@ -285,26 +374,37 @@ export class EmbeddedBroker {
     done: (error: Error | null, subscription?: Subscription | null) => void,
   ): void {
     const session = this.sessions.get(client);
-    if (session && deviceMaySubscribe(session.device.id, sub.topic)) return done(null, sub);
+    if (session && deviceMaySubscribe(session.device.id, sub.topic)) {
+      done(null, sub);
+      return;
+    }
     this.o.metrics.subscriptionsRefused.inc();
-    this.throttledLog(`sub:${client.id}`, { clientId: client.id, filter: sub.topic }, 'subscription refused by topic ACL');
+    this.throttledLog(
+      `sub:${client.id}`,
+      { clientId: client.id, filter: sub.topic },
+      'subscription refused by topic ACL',
+    );
     done(null, null); // SUBACK 0x80 for this filter; the connection stays up
   }
 
   private onReady(client: Client): void {
     const session = this.sessions.get(client);
     if (!session) return;
-    this.o.pipeline.recordStatus(session.device.id, 'online', 'connected', session.device).catch((err: unknown) => {
-      this.o.log.error({ err, deviceId: session.device.id }, 'could not record device online');
-    });
+    this.o.pipeline
+      .recordStatus(session.device.id, 'online', 'connected', session.device)
+      .catch((err: unknown) => {
+        this.o.log.error({ err, deviceId: session.device.id }, 'could not record device online');
+      });
   }
 
   private onDisconnect(client: Client): void {
     const session = this.sessions.get(client);
     if (!session) return;
-    this.o.pipeline.recordStatus(session.device.id, 'offline', 'disconnected', session.device).catch((err: unknown) => {
-      this.o.log.error({ err, deviceId: session.device.id }, 'could not record device offline');
-    });
+    this.o.pipeline
+      .recordStatus(session.device.id, 'offline', 'disconnected', session.device)
+      .catch((err: unknown) => {
+        this.o.log.error({ err, deviceId: session.device.id }, 'could not record device offline');
+      });
   }
 
   /** Replies to a device on devices/{id}/errors; best effort, QoS 0. */
@@ -337,7 +437,15 @@ function dropForwarding(packet: PublishPacket): void {
 }
 
 function anonymousDevice(id: string): DeviceInfo {
-  return { id, model: 'unknown', firmware: null, ownerId: null, ownerLocale: null, region: null, batch: null };
+  return {
+    id,
+    model: 'unknown',
+    firmware: null,
+    ownerId: null,
+    ownerLocale: null,
+    region: null,
+    batch: null,
+  };
 }
 
 function displayHost(host: string): string {

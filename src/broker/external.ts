@@ -10,8 +10,14 @@
  * connection, so several connections run in parallel to share each fsync.
  */
 import mqtt, { type MqttClient } from 'mqtt';
-import { parseDeviceTopic, isDevicePublishKind, type RejectReason, sharedSubscriptionFilters, topics } from '../contract/index.js';
 import type { Config } from '../config/schema.js';
+import {
+  isDevicePublishKind,
+  parseDeviceTopic,
+  type RejectReason,
+  sharedSubscriptionFilters,
+  topics,
+} from '../contract/index.js';
 import type { DeviceInfo } from '../events/types.js';
 import type { IngestPipeline } from '../ingest/pipeline.js';
 import type { Logger } from '../log/logger.js';

@@ -17,14 +17,21 @@ export interface DataAccess {
   readonly via: 'database' | 'http';
   addDevice(input: Record<string, unknown>): Promise<unknown>;
   importDevices(csv: string): Promise<{ imported: number }>;
-  listDevices(q: Record<string, string | number | boolean | undefined>): Promise<{ items: unknown[]; nextCursor: string | null }>;
+  listDevices(
+    q: Record<string, string | number | boolean | undefined>,
+  ): Promise<{ items: unknown[]; nextCursor: string | null }>;
   getDevice(id: string): Promise<unknown>;
   setDisabled(id: string, disabled: boolean): Promise<unknown>;
-  listDeadLetters(q: Record<string, string | number | undefined>): Promise<{ items: unknown[]; nextCursor: string | null }>;
+  listDeadLetters(
+    q: Record<string, string | number | undefined>,
+  ): Promise<{ items: unknown[]; nextCursor: string | null }>;
   close(): Promise<void>;
 }
 
-export async function openDataAccess(config: Readonly<Config>, env: NodeJS.ProcessEnv = process.env): Promise<DataAccess> {
+export async function openDataAccess(
+  config: Readonly<Config>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<DataAccess> {
   const dataDir = resolve(config.dataDir);
   const lock = await readLock(dataDir);
   const running = lock && isAlive(lock.pid) && lock.pid !== process.pid;
@@ -33,7 +40,8 @@ export async function openDataAccess(config: Readonly<Config>, env: NodeJS.Proce
     return await databaseAccess(config, dataDir);
   } catch (err) {
     // Lost a race with a bridge that started meanwhile: use its API.
-    if (isFaultlineError(err) && err.code === 'FL_DATA_DIR_LOCKED') return httpAccess(config, dataDir, undefined, env);
+    if (isFaultlineError(err) && err.code === 'FL_DATA_DIR_LOCKED')
+      return httpAccess(config, dataDir, undefined, env);
     throw err;
   }
 }
@@ -68,7 +76,9 @@ async function httpAccess(
   lockUrl: string | undefined,
   env: NodeJS.ProcessEnv,
 ): Promise<DataAccess> {
-  const base = env.FAULTLINE_HTTP_PORT ? `http://127.0.0.1:${env.FAULTLINE_HTTP_PORT}` : (lockUrl ?? `http://127.0.0.1:${config.http.port}`);
+  const base = env.FAULTLINE_HTTP_PORT
+    ? `http://127.0.0.1:${env.FAULTLINE_HTTP_PORT}`
+    : (lockUrl ?? `http://127.0.0.1:${config.http.port}`);
   const token = env.FAULTLINE_ADMIN_TOKEN ?? config.http.adminToken ?? (await readTokenFile(dataDir));
   if (!token) {
     throw new FaultlineError(
@@ -79,7 +89,10 @@ async function httpAccess(
   const call = async (method: string, path: string, body?: string, contentType = 'application/json') => {
     const res = await fetch(`${base}/api/v1${path}`, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': contentType }) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'content-type': contentType }),
+      },
       body,
     });
     const text = await res.text();
@@ -100,11 +113,15 @@ async function httpAccess(
   return {
     via: 'http',
     addDevice: (input) => call('POST', '/devices', JSON.stringify(input)),
-    importDevices: async (csv) => (await call('POST', '/devices/import', csv, 'text/csv')) as { imported: number },
-    listDevices: async (q) => (await call('GET', `/devices${qs(q)}`)) as { items: unknown[]; nextCursor: string | null },
+    importDevices: async (csv) =>
+      (await call('POST', '/devices/import', csv, 'text/csv')) as { imported: number },
+    listDevices: async (q) =>
+      (await call('GET', `/devices${qs(q)}`)) as { items: unknown[]; nextCursor: string | null },
     getDevice: (id) => call('GET', `/devices/${encodeURIComponent(id)}`),
-    setDisabled: (id, disabled) => call('POST', `/devices/${encodeURIComponent(id)}/${disabled ? 'disable' : 'enable'}`),
-    listDeadLetters: async (q) => (await call('GET', `/deadletters${qs(q)}`)) as { items: unknown[]; nextCursor: string | null },
+    setDisabled: (id, disabled) =>
+      call('POST', `/devices/${encodeURIComponent(id)}/${disabled ? 'disable' : 'enable'}`),
+    listDeadLetters: async (q) =>
+      (await call('GET', `/deadletters${qs(q)}`)) as { items: unknown[]; nextCursor: string | null },
     close: async () => undefined,
   };
 }

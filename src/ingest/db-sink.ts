@@ -82,7 +82,8 @@ export class DbSink {
             });
           } else if (record.kind === 'status') {
             const state = parseState(record.payload);
-            if (state) await this.o.devices.markSeen(record.deviceId, state === 'online', new Date(record.receivedAt));
+            if (state)
+              await this.o.devices.markSeen(record.deviceId, state === 'online', new Date(record.receivedAt));
           }
           this.cursor.commit(lsn);
         }
@@ -90,7 +91,10 @@ export class DbSink {
       } catch (err) {
         this.o.metrics.dbErrors.inc({ op: 'db_sink' });
         this.backoff = Math.min(MAX_BACKOFF_MS, Math.max(100, this.backoff * 2));
-        this.o.log.warn({ err, retryInMs: this.backoff }, 'database write failed; records stay in the log and will be retried');
+        this.o.log.warn(
+          { err, retryInMs: this.backoff },
+          'database write failed; records stay in the log and will be retried',
+        );
         await this.idle(this.backoff);
       }
     }

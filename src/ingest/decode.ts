@@ -3,12 +3,14 @@ import type { z } from 'zod';
 import {
   type DevicePublishKind,
   type FaultEvent,
-  faultPayload,
+  faultBatch,
+  faultEvent,
   type RejectReason,
   type StatusPayload,
   statusPayload,
   type TelemetrySample,
-  telemetryPayload,
+  telemetryBatch,
+  telemetrySample,
 } from '../contract/index.js';
 
 export type Decoded =
@@ -16,7 +18,9 @@ export type Decoded =
   | { kind: 'faults'; faults: FaultEvent[] }
   | { kind: 'status'; status: StatusPayload };
 
-export type DecodeResult = { ok: true; value: Decoded } | { ok: false; reason: RejectReason; message: string };
+export type DecodeResult =
+  | { ok: true; value: Decoded }
+  | { ok: false; reason: RejectReason; message: string };
 
 export function decodePayload(
   kind: DevicePublishKind,
@@ -32,7 +36,8 @@ export function decodePayload(
   }
   const latest = now + maxFutureSkewMs;
   if (kind === 'telemetry') {
-    const parsed = telemetryPayload.safeParse(json);
+    // Choosing the schema by shape (rather than a union) lets the error name the bad field.
+    const parsed = isBatch(json) ? telemetryBatch.safeParse(json) : telemetrySample.safeParse(json);
     if (!parsed.success) return schemaViolation(parsed.error);
     const samples = 'batch' in parsed.data ? parsed.data.batch : [parsed.data];
     const future = samples.find((s) => s.ts > latest);
@@ -40,7 +45,7 @@ export function decodePayload(
     return { ok: true, value: { kind, samples } };
   }
   if (kind === 'faults') {
-    const parsed = faultPayload.safeParse(json);
+    const parsed = isBatch(json) ? faultBatch.safeParse(json) : faultEvent.safeParse(json);
     if (!parsed.success) return schemaViolation(parsed.error);
     const faults = 'batch' in parsed.data ? parsed.data.batch : [parsed.data];
     const future = faults.find((f) => f.ts > latest);
@@ -51,6 +56,10 @@ export function decodePayload(
   if (!parsed.success) return schemaViolation(parsed.error);
   if (parsed.data.ts !== undefined && parsed.data.ts > latest) return futureDated(parsed.data.ts, now);
   return { ok: true, value: { kind, status: parsed.data } };
+}
+
+function isBatch(json: unknown): boolean {
+  return typeof json === 'object' && json !== null && 'batch' in json;
 }
 
 function schemaViolation(error: z.ZodError): DecodeResult {

@@ -13,7 +13,7 @@ import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { WriteAheadLog } from '../wal/index.js';
 import { type Decoded, decodePayload } from './decode.js';
-import { type DedupSnapshot, Deduplicator } from './dedup.js';
+import { Deduplicator, type DedupSnapshot } from './dedup.js';
 import { decodeRecord, encodeRecord, type IngestRecord } from './record.js';
 
 export interface IncomingMessage {
@@ -25,7 +25,9 @@ export interface IncomingMessage {
   qos: 0 | 1 | 2;
 }
 
-export type Verdict = { accepted: true; lsn: number } | { accepted: false; reason: RejectReason; message: string };
+export type Verdict =
+  | { accepted: true; lsn: number }
+  | { accepted: false; reason: RejectReason; message: string };
 
 /** Something whose state must be checkpointed at the same log position as the pipeline's. */
 export interface Checkpointed {
@@ -58,7 +60,10 @@ export class IngestPipeline {
   private readonly checkpointed = new Map<string, Checkpointed>();
   private readonly now: () => number;
   /** Durable records waiting for their turn, keyed by LSN, so dispatch follows log order. */
-  private readonly ready = new Map<number, { record: IngestRecord; decoded: Decoded | null; device: DeviceInfo | null }>();
+  private readonly ready = new Map<
+    number,
+    { record: IngestRecord; decoded: Decoded | null; device: DeviceInfo | null }
+  >();
   private nextLsn = 1;
   private inflight = 0;
   private pressure = false;
@@ -88,7 +93,8 @@ export class IngestPipeline {
     if (checkpoint) {
       from = checkpoint.lsn;
       this.dedup.restore(checkpoint.dedup);
-      for (const [name, state] of Object.entries(checkpoint.states)) this.checkpointed.get(name)?.restore(state);
+      for (const [name, state] of Object.entries(checkpoint.states))
+        this.checkpointed.get(name)?.restore(state);
     }
     this.lastCheckpointLsn = from;
     let replayed = 0;
@@ -163,10 +169,23 @@ export class IngestPipeline {
   }
 
   /** Connection-level status changes (connect, clean disconnect) go through the log like a status message. */
-  async recordStatus(deviceId: string, state: 'online' | 'offline', reason: string, device: DeviceInfo | null): Promise<void> {
+  async recordStatus(
+    deviceId: string,
+    state: 'online' | 'offline',
+    reason: string,
+    device: DeviceInfo | null,
+  ): Promise<void> {
     const payload = Buffer.from(JSON.stringify({ state, reason }));
     await this.append(
-      { kind: 'status', deviceId, topic: `devices/${deviceId}/status`, receivedAt: this.now(), reason: '', message: '', payload },
+      {
+        kind: 'status',
+        deviceId,
+        topic: `devices/${deviceId}/status`,
+        receivedAt: this.now(),
+        reason: '',
+        message: '',
+        payload,
+      },
       { kind: 'status', status: { state, reason } },
       device,
     );
@@ -193,7 +212,11 @@ export class IngestPipeline {
     await this.checkpoint();
   }
 
-  private async append(record: IngestRecord, decoded: Decoded | null, device: DeviceInfo | null): Promise<number> {
+  private async append(
+    record: IngestRecord,
+    decoded: Decoded | null,
+    device: DeviceInfo | null,
+  ): Promise<number> {
     this.inflight++;
     this.updatePressure();
     try {
@@ -235,7 +258,12 @@ export class IngestPipeline {
     }
   }
 
-  private dispatchSync(lsn: number, record: IngestRecord, decoded: Decoded | null, device: DeviceInfo | null): void {
+  private dispatchSync(
+    lsn: number,
+    record: IngestRecord,
+    decoded: Decoded | null,
+    device: DeviceInfo | null,
+  ): void {
     this.cursor.commit(lsn);
     if (record.kind === 'deadletter') return;
     const value = decoded ?? this.redecode(record);
@@ -274,9 +302,17 @@ export class IngestPipeline {
 
   private redecode(record: IngestRecord): Decoded | null {
     // Replay: the record was valid when accepted; skew is not re-checked against today's clock.
-    const result = decodePayload(record.kind as DevicePublishKind, record.payload, record.receivedAt, Number.MAX_SAFE_INTEGER);
+    const result = decodePayload(
+      record.kind as DevicePublishKind,
+      record.payload,
+      record.receivedAt,
+      Number.MAX_SAFE_INTEGER,
+    );
     if (!result.ok) {
-      this.o.log.error({ deviceId: record.deviceId, reason: result.message }, 'stored record no longer decodes; skipped');
+      this.o.log.error(
+        { deviceId: record.deviceId, reason: result.message },
+        'stored record no longer decodes; skipped',
+      );
       return null;
     }
     return result.value;
@@ -293,13 +329,17 @@ export class IngestPipeline {
 
   private setPressure(paused: boolean): void {
     this.pressure = paused;
-    if (paused) this.o.log.warn({ depth: this.inflight, walFull: this.o.wal.full }, 'ingest paused: backpressure');
+    if (paused)
+      this.o.log.warn({ depth: this.inflight, walFull: this.o.wal.full }, 'ingest paused: backpressure');
     else this.o.log.info('ingest resumed');
     for (const listener of this.pressureListeners) listener(paused);
   }
 
   private async checkpoint(): Promise<void> {
-    if (this.checkpointing) return this.checkpointing;
+    if (this.checkpointing !== null) {
+      await this.checkpointing;
+      return;
+    }
     const lsn = this.cursor.position;
     if (lsn === this.lastCheckpointLsn) return;
     const states: Record<string, unknown> = {};
@@ -336,5 +376,13 @@ export class IngestPipeline {
 }
 
 function unknownDevice(id: string): DeviceInfo {
-  return { id, model: 'unknown', firmware: null, ownerId: null, ownerLocale: null, region: null, batch: null };
+  return {
+    id,
+    model: 'unknown',
+    firmware: null,
+    ownerId: null,
+    ownerLocale: null,
+    region: null,
+    batch: null,
+  };
 }

@@ -57,7 +57,14 @@ export async function startBridge(
     },
     async addDevice(id, extra = {}) {
       const secret = `secret-${id}-0123456789`;
-      await app.parts.devices.add({ id, model: 'AC-9000', secret, ownerId: `owner-${id}`, ownerLocale: 'zh-CN', ...extra });
+      await app.parts.devices.add({
+        id,
+        model: 'AC-9000',
+        secret,
+        ownerId: `owner-${id}`,
+        ownerLocale: 'zh-CN',
+        ...extra,
+      });
       return secret;
     },
     async connect(id, secret, options = {}) {
@@ -89,7 +96,11 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
   for (const [k, v] of Object.entries(b)) {
     const existing = out[k];
     out[k] =
-      typeof v === 'object' && v !== null && !Array.isArray(v) && typeof existing === 'object' && existing !== null
+      typeof v === 'object' &&
+      v !== null &&
+      !Array.isArray(v) &&
+      typeof existing === 'object' &&
+      existing !== null
         ? merge(existing as Record<string, unknown>, v as Record<string, unknown>)
         : v;
   }
