@@ -5,7 +5,7 @@
  * Authentication and the topic ACL are then the broker's job; Faultline still
  * refuses messages from devices it does not know and validates every payload.
  *
- * QoS 1 messages are acknowledged (customHandleAcks) only after they are in the
+ * QoS 1 messages are acknowledged (handleMessage) only after they are in the
  * write-ahead log. MQTT.js handles one incoming message at a time per
  * connection, so several connections run in parallel to share each fsync.
  */
@@ -49,13 +49,16 @@ export class ExternalSubscriber {
         // A persistent session keeps QoS 1 messages queued at the broker while Faultline restarts.
         clean: false,
         reconnectPeriod: 1_000,
-        customHandleAcks: (topic, message, packet: { qos: 0 | 1 | 2 }, ack) => {
-          this.handle(topic, message, packet.qos).then(
-            () => ack(0),
-            (err: unknown) => ack(err as Error),
-          );
-        },
       });
+      // MQTT.js sends the PUBACK only after handleMessage calls back, and works through incoming
+      // messages one at a time per connection: that is both the durability and the backpressure.
+      client.handleMessage = (packet, callback) => {
+        const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+        this.handle(packet.topic, payload, packet.qos).then(
+          () => callback(),
+          (err: unknown) => callback(err as Error),
+        );
+      };
       client.on('error', (err) => this.o.log.warn({ err, url: redactUrl(ext.url) }, 'external broker error'));
       this.clients.push(client);
       await new Promise<void>((resolve, reject) => {
