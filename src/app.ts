@@ -106,6 +106,23 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       groupCommitMs: config.ingest.walGroupCommitMs,
     });
     cleanups.unshift(() => wal.close());
+    wal.on('commit', (c: { durableMs: number }) => metrics.walCommitSeconds.observe(c.durableMs / 1000));
+    wal.on('full', (full: boolean) => {
+      if (full)
+        log.error(
+          { component: 'wal', bytes: wal.bytes },
+          'write-ahead log is full: ingest paused until consumers catch up',
+        );
+      else log.info({ component: 'wal' }, 'write-ahead log has room again');
+    });
+    wal.on('backgroundError', (err: Error) =>
+      log.warn({ err, component: 'wal' }, 'write-ahead log background task failed; retrying'),
+    );
+    metrics.sources.walBytes = () => wal.bytes;
+    metrics.sources.walConsumerLag = () => {
+      const { lastLsn, cursors } = wal.stats();
+      return Object.fromEntries(Object.entries(cursors).map(([name, pos]) => [name, lastLsn - pos]));
+    };
 
     const deviceInfo = async (id: string): Promise<DeviceInfo | null> => {
       const d = await devices.get(id);

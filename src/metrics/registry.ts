@@ -57,10 +57,23 @@ export class Metrics {
     help: 'Accepted records waiting for the pipeline',
     registers: [this.registry],
   });
-  readonly walBytes = new Gauge({
+  /** Read at scrape time; the app points these at live components. */
+  readonly sources = { walBytes: () => 0, walConsumerLag: (): Record<string, number> => ({}) };
+  readonly walBytes: Gauge = new Gauge({
     name: 'faultline_wal_bytes',
     help: 'Bytes held in the write-ahead log',
     registers: [this.registry],
+    collect: () => this.walBytes.set(this.sources.walBytes()),
+  });
+  readonly walConsumerLag: Gauge<'consumer'> = new Gauge({
+    name: 'faultline_wal_consumer_lag_records',
+    help: 'Records in the write-ahead log a consumer has not confirmed yet',
+    labelNames: ['consumer'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [consumer, lag] of Object.entries(this.sources.walConsumerLag()))
+        this.walConsumerLag.set({ consumer }, lag);
+    },
   });
   readonly walCommitSeconds = new Histogram({
     name: 'faultline_wal_commit_seconds',
