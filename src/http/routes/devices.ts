@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { FaultlineError } from '../../errors/catalogue.js';
@@ -21,15 +21,6 @@ const tags = ['devices'];
 export function devicesRoutes(devices: DeviceRegistry) {
   return async function devicesPlugin(scope: FastifyInstance): Promise<void> {
     const app = scope.withTypeProvider<ZodTypeProvider>();
-
-    // Scoped to this plugin so only the import route accepts CSV, and only it gets the large limit.
-    app.addContentTypeParser(
-      'text/csv',
-      { parseAs: 'string', bodyLimit: CSV_BODY_LIMIT },
-      (_req, body, done) => {
-        done(null, body);
-      },
-    );
 
     app.get(
       '/devices',
@@ -82,27 +73,41 @@ export function devicesRoutes(devices: DeviceRegistry) {
       },
     );
 
-    app.post(
-      '/devices/import',
-      {
-        config: { roles: ['admin'] },
-        bodyLimit: CSV_BODY_LIMIT,
-        schema: {
-          summary: 'Import devices from CSV',
-          description:
-            'A header row names the columns (id, model, secret, and optionally firmware, ownerId, ownerLocale, region, batch). ' +
-            'All rows are imported or none: any bad row refuses the file with FL_IMPORT_INVALID, and details lists each bad line.',
-          tags,
-          consumes: ['text/csv'],
-          body: z.string().describe('CSV text'),
-          response: { 200: importResult, ...errorResponses },
+    // A scope of its own, so the CSV parser and its large body limit apply to this route only.
+    const csvImport: FastifyPluginAsync = async (inner) => {
+      const scoped = inner.withTypeProvider<ZodTypeProvider>();
+      scoped.addContentTypeParser(
+        'text/csv',
+        { parseAs: 'string', bodyLimit: CSV_BODY_LIMIT },
+        (_req, body, done) => {
+          done(null, body);
         },
-      },
-      async (request) => {
-        const result = await devices.importCsv(request.body);
-        return { imported: result.imported };
-      },
-    );
+      );
+      scoped.post(
+        '/devices/import',
+        {
+          config: { roles: ['admin'] },
+          bodyLimit: CSV_BODY_LIMIT,
+          schema: {
+            summary: 'Import devices from CSV',
+            description:
+              'A header row names the columns: id, model and secret are required; firmware, owner_id, ' +
+              'owner_locale, region and batch are optional (camelCase names work too). All rows are imported ' +
+              'or none: any bad row refuses the file with FL_IMPORT_INVALID, whose details.errors lists the ' +
+              'first 100 bad lines and details.errorCount how many there were.',
+            tags,
+            consumes: ['text/csv'],
+            body: z.string().describe('CSV text'),
+            response: { 200: importResult, ...errorResponses },
+          },
+        },
+        async (request) => {
+          const result = await devices.importCsv(request.body);
+          return { imported: result.imported };
+        },
+      );
+    };
+    await app.register(csvImport);
 
     for (const [action, disabled] of [
       ['disable', true],
