@@ -432,7 +432,7 @@ export class DeviceRegistry {
       return Promise.resolve(cached);
     }
     const pending = this.#inflight.get(id);
-    if (pending) return pending;
+    if (pending !== undefined) return pending;
     const lookup = this.#fetch(id).then(
       (entry) => {
         if (this.#inflight.get(id) === lookup) {
@@ -562,10 +562,16 @@ async function parseDeviceCsv(
     fail(line, `unreadable CSV: ${(err as Error).message}`);
   }
   if (header === null) {
-    throw new FaultlineError('FL_IMPORT_INVALID', 'the file is empty: expected a header row', {
-      errors: [{ line: 1, message: 'expected a header row' }],
-      errorCount: 1,
-    });
+    // csv-parse may fail before yielding any record, header included.
+    const [first] = errors;
+    throw new FaultlineError(
+      'FL_IMPORT_INVALID',
+      first ? `line ${first.line}: ${first.message}` : 'the file is empty: expected a header row',
+      {
+        errors: first ? errors : [{ line: 1, message: 'expected a header row' }],
+        errorCount: Math.max(1, errorCount),
+      },
+    );
   }
   return { rows, errors, errorCount };
 }
