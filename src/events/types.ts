@@ -1,5 +1,6 @@
 /** The typed events components exchange. Later issues add theirs here. */
 import type { FaultEvent, RejectReason, TelemetrySample } from '../contract/index.js';
+import type { RuleFired, RuleResolved, RuleUpdated } from '../rules/types.js';
 
 /** What the pipeline knows about a device when it accepts a message. */
 export interface DeviceInfo {
@@ -48,4 +49,8 @@ export interface FaultlineEvents {
   'fault.accepted': FaultAccepted;
   'device.status': DeviceStatusChanged;
   'message.rejected': MessageRejected;
+  /** From the rule engine (src/rules); tickets and pushes react to these. */
+  'rule.fired': RuleFired;
+  'rule.updated': RuleUpdated;
+  'rule.resolved': RuleResolved;
 }
