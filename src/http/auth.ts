@@ -114,8 +114,11 @@ export interface AuthOptions {
   config: Readonly<Config>;
   metrics: Metrics;
   log: Logger;
-  /** URL prefixes whose routes come from third-party plugins that cannot declare anything (the docs UI). */
-  publicPrefixes: readonly string[];
+  /**
+   * Paths whose routes, and the routes below them, come from third-party plugins that cannot
+   * declare anything (the docs UI). Never under /api/.
+   */
+  publicTrees: readonly string[];
 }
 
 /**
@@ -133,7 +136,8 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
   app.decorate('protectedRoutes', () => table);
 
   app.addHook('onRoute', (route) => {
-    if (opts.publicPrefixes.some((p) => route.url.startsWith(p)) && !route.url.startsWith(API_PREFIX)) return;
+    const inPublicTree = opts.publicTrees.some((p) => route.url === p || route.url.startsWith(`${p}/`));
+    if (inPublicTree && !route.url.startsWith(API_PREFIX)) return;
     checkDeclaration(route);
     const roles = route.config?.roles;
     if (roles) {

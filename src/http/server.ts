@@ -66,15 +66,16 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandling(app);
-  // Before any route: the declaration check only sees routes added after it.
-  installAuth(app, {
-    config: deps.config,
-    metrics: deps.metrics,
-    log: deps.log,
-    publicPrefixes: [`${DOCS_PREFIX}/`, DOCS_PREFIX],
-  });
 
   try {
+    // Before any route: the declaration check only sees routes added after it.
+    installAuth(app, {
+      config: deps.config,
+      metrics: deps.metrics,
+      log: deps.log,
+      publicTrees: [DOCS_PREFIX],
+    });
+
     await app.register(swagger, {
       openapi: {
         openapi: '3.1.0',

@@ -188,6 +188,7 @@ describe('route declarations fail closed', () => {
     ['an /api route with an unknown role', '/api/v1/root', { roles: ['root'] }, /non-empty list/],
     ['an /api route that only says public', '/api/v1/open', { public: true }, /must declare config\.roles/],
     ['a route elsewhere that declares nothing', '/guides/x', {}, /config\.public: true/],
+    ['a route beside, not inside, the docs tree', '/docs-extra', {}, /config\.public: true/],
   ])('refuses %s at startup', async (_what, url, config, message) => {
     await expect(
       buildWithoutDb([
