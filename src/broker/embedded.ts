@@ -14,7 +14,7 @@ import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Su
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Config } from '../config/schema.js';
 import { DEVICE_ID_PATTERN, type RejectReason, topics } from '../contract/index.js';
-import type { DeviceInfo } from '../events/types.js';
+import { type DeviceInfo, unknownDeviceInfo } from '../events/types.js';
 import type { IngestPipeline } from '../ingest/pipeline.js';
 import { TokenBucket } from '../ingest/rate-limit.js';
 import type { Logger } from '../log/logger.js';
@@ -266,7 +266,7 @@ export class EmbeddedBroker {
       return;
     }
     if (username === undefined && this.o.config.mqtt.allowAnonymous) {
-      this.sessions.set(client, { device: anonymousDevice(client.id), bucket: this.bucket(), conn });
+      this.sessions.set(client, { device: unknownDeviceInfo(client.id), bucket: this.bucket(), conn });
       done(null, true);
       return;
     }
@@ -434,18 +434,6 @@ export class EmbeddedBroker {
 function dropForwarding(packet: PublishPacket): void {
   packet.topic = DROPPED_TOPIC;
   packet.retain = false;
-}
-
-function anonymousDevice(id: string): DeviceInfo {
-  return {
-    id,
-    model: 'unknown',
-    firmware: null,
-    ownerId: null,
-    ownerLocale: null,
-    region: null,
-    batch: null,
-  };
 }
 
 function displayHost(host: string): string {

@@ -13,6 +13,19 @@ export interface DeviceInfo {
   batch: string | null;
 }
 
+/** A device Faultline has no record of (anonymous development mode, replay of a since-deleted device). */
+export function unknownDeviceInfo(id: string): DeviceInfo {
+  return {
+    id,
+    model: 'unknown',
+    firmware: null,
+    ownerId: null,
+    ownerLocale: null,
+    region: null,
+    batch: null,
+  };
+}
+
 export interface TelemetryAccepted {
   device: DeviceInfo;
   samples: TelemetrySample[];

@@ -8,7 +8,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DevicePublishKind, RejectReason } from '../contract/index.js';
 import type { EventBus } from '../events/bus.js';
-import type { DeviceInfo, FaultlineEvents } from '../events/types.js';
+import { type DeviceInfo, type FaultlineEvents, unknownDeviceInfo } from '../events/types.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { WriteAheadLog } from '../wal/index.js';
@@ -268,7 +268,7 @@ export class IngestPipeline {
     if (record.kind === 'deadletter') return;
     const value = decoded ?? this.redecode(record);
     if (!value) return;
-    const info = device ?? unknownDevice(record.deviceId);
+    const info = device ?? unknownDeviceInfo(record.deviceId);
     if (value.kind === 'telemetry') {
       const samples = value.samples.filter((s) => this.dedup.firstTime(record.deviceId, s.seq));
       this.countDuplicates(value.samples.length - samples.length);
@@ -373,16 +373,4 @@ export class IngestPipeline {
       throw err;
     }
   }
-}
-
-function unknownDevice(id: string): DeviceInfo {
-  return {
-    id,
-    model: 'unknown',
-    firmware: null,
-    ownerId: null,
-    ownerLocale: null,
-    region: null,
-    batch: null,
-  };
 }
