@@ -20,7 +20,7 @@ import { FaultlineError } from '../errors/catalogue.js';
 export const MIN_SECRET_LENGTH = 16;
 /** Bounds the work one credential check can cost (MQTT passwords may be 64 KiB). */
 export const MAX_SECRET_LENGTH = 1024;
-const SALT_BYTES = 16;
+export const SALT_BYTES = 16;
 const PREFIX = 'sha256';
 
 export function secretProblem(secret: string): string | null {
@@ -41,6 +41,7 @@ function digest(salt: Buffer, secret: string): Buffer {
 export function hashSecret(secret: string, salt: Buffer = randomBytes(SALT_BYTES)): string {
   const problem = secretProblem(secret);
   if (problem) throw new FaultlineError('FL_VALIDATION', problem);
+  if (salt.length !== SALT_BYTES) throw new Error(`a salt must be ${SALT_BYTES} bytes`);
   return `${PREFIX}$${salt.toString('base64url')}$${digest(salt, secret).toString('base64url')}`;
 }
 

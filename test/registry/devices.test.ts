@@ -275,6 +275,21 @@ describeBackends('device registry', (backend) => {
       expect(c.count()).toBe(1);
     });
 
+    it('looks up many devices connecting at once in one statement', async () => {
+      const admin = new DeviceRegistry(t().db);
+      await admin.importCsv(
+        `id,model,secret\n${Array.from({ length: 300 }, (_, i) => `many-${i},m,${SECRET}-many-${i}`).join('\n')}\n`,
+      );
+      const c = counting(t().db);
+      const reg = new DeviceRegistry(c.db);
+      const results = await Promise.all(
+        Array.from({ length: 300 }, (_, i) => reg.authenticate(`many-${i}`, `${SECRET}-many-${i}`)),
+      );
+      expect(results.every((r) => r.ok)).toBe(true);
+      expect(await reg.authenticate('many-none', SECRET)).toEqual({ ok: false, reason: 'unknown_device' });
+      expect(c.count()).toBe(2);
+    });
+
     it('keeps the cache bounded, least recently used out first', async () => {
       const c = counting(t().db);
       const reg = new DeviceRegistry(c.db, { cacheSize: 2 });
@@ -325,6 +340,27 @@ describeBackends('device registry', (backend) => {
       await reg.markSeen('s-1', false, t2);
       expect(await reg.get('s-1')).toMatchObject({ online: false, lastSeenAt: t2.toISOString() });
       await expect(reg.markSeen('unknown', true, t2)).resolves.toBeUndefined();
+    });
+
+    it('writes presence updates arriving together as one statement, latest event per device winning', async () => {
+      const admin = new DeviceRegistry(t().db);
+      for (let i = 0; i < 3; i++) await admin.add(input(`b-${i}`));
+      const c = counting(t().db);
+      const reg = new DeviceRegistry(c.db);
+      const at = (s: number) => new Date(Date.UTC(2025, 4, 1, 12, 0, s));
+      await Promise.all([
+        reg.markSeen('b-0', true, at(1)),
+        reg.markSeen('b-0', false, at(3)),
+        reg.markSeen('b-0', true, at(2)), // older than the disconnect before it
+        reg.markSeen('b-1', true, at(5)),
+        reg.markSeen('b-2', false, at(4)),
+        reg.markSeen('b-2', true, at(4)), // same instant: the later call wins
+        reg.markSeen('ghost', true, at(9)),
+      ]);
+      expect(c.count()).toBe(1);
+      expect(await admin.get('b-0')).toMatchObject({ online: false, lastSeenAt: at(3).toISOString() });
+      expect(await admin.get('b-1')).toMatchObject({ online: true, lastSeenAt: at(5).toISOString() });
+      expect(await admin.get('b-2')).toMatchObject({ online: true, lastSeenAt: at(4).toISOString() });
     });
 
     it('counts total, online and disabled devices', async () => {

@@ -77,6 +77,17 @@ describeBackends('device CSV import', (backend) => {
     });
   });
 
+  it('salts every imported secret differently, even equal ones', async () => {
+    const { db } = t();
+    const reg = new DeviceRegistry(db);
+    const same = 'the-same-secret-for-all-three';
+    await reg.importCsv(csv(['e-1', 'e-2', 'e-3'].map((id) => row(id, { secret: same }))));
+    const { rows } = await db.query<{ h: string }>('SELECT secret_hash AS h FROM devices');
+    const salts = new Set(rows.map((r) => r.h.split('$')[1]));
+    expect(salts.size).toBe(3);
+    for (const id of ['e-1', 'e-2', 'e-3']) expect((await reg.authenticate(id, same)).ok).toBe(true);
+  });
+
   it('inserts in chunks and reports progress after each', async () => {
     const reg = new DeviceRegistry(t().db, { importChunkSize: 300 });
     const progress: number[] = [];
