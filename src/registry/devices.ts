@@ -374,64 +374,57 @@ export class DeviceRegistry {
     opts: { onProgress?: (imported: number) => void } = {},
   ): Promise<ImportResult> {
     const { rows, errors, errorCount } = await parseDeviceCsv(input);
-
-    // Rows that passed validation may still collide with devices already registered.
-    const existing: Array<{ line: number; message: string }> = [];
-    for (let i = 0; i < rows.length && existing.length < MAX_REPORTED_ERRORS; i += this.#chunkSize) {
-      const chunk = rows.slice(i, i + this.#chunkSize);
-      const { rows: found } = await this.#db.query<{ id: string }>(
-        'SELECT id FROM devices WHERE id = ANY($1::text[])',
-        [chunk.map((r) => r.values[0])],
-      );
-      if (found.length === 0) continue;
-      const taken = new Set(found.map((f) => f.id));
-      for (const r of chunk) {
-        if (taken.has(r.values[0]))
-          existing.push({ line: r.line, message: `device ${r.values[0]} already exists` });
-      }
-    }
-    const total = errorCount + existing.length;
-    if (total > 0) {
-      const first = [...errors, ...existing].sort((a, b) => a.line - b.line).slice(0, MAX_REPORTED_ERRORS);
-      throw new FaultlineError(
-        'FL_IMPORT_INVALID',
-        `the file has ${total === 1 ? '1 invalid row' : `${total}${existing.length >= MAX_REPORTED_ERRORS ? '+' : ''} invalid rows`}` +
-          ` (first: line ${first[0]!.line}: ${first[0]!.message}); nothing was imported`,
-        { errors: first, errorCount: total },
-      );
+    if (errorCount > 0) {
+      // Report collisions with registered devices too, so one round of fixes covers the file.
+      const existing = await this.#findExisting(rows);
+      throw importInvalid([...errors, ...existing.first], errorCount + existing.count);
     }
 
-    try {
-      await this.#db.tx(async (q) => {
-        let done = 0;
-        for (let i = 0; i < rows.length; i += this.#chunkSize) {
-          const chunk = rows.slice(i, i + this.#chunkSize);
-          // One statement per chunk: unnest() turns 8 array parameters into rows, so the statement
-          // text and its parameter count stay the same whatever the chunk size.
-          const columns = Array.from({ length: 8 }, (_, c) => chunk.map((r) => r.values[c]));
-          await q.query(
-            `INSERT INTO devices (id, model, firmware, owner_id, owner_locale, region, batch, secret_hash)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])`,
-            columns,
-          );
+    await this.#db.tx(async (q) => {
+      const collisions = { first: [] as RowError[], count: 0 };
+      let done = 0;
+      for (let i = 0; i < rows.length; i += this.#chunkSize) {
+        const chunk = rows.slice(i, i + this.#chunkSize);
+        // One statement per chunk: unnest() turns 8 array parameters into rows, so the statement
+        // text and its parameter count stay the same whatever the chunk size. ON CONFLICT DO
+        // NOTHING: an id already registered (also one added while we run) is missing from RETURNING
+        // instead of aborting the transaction, so every collision in the file gets reported.
+        const columns = Array.from({ length: 8 }, (_, c) => chunk.map((r) => r.values[c]));
+        const { rows: inserted } = await q.query<{ id: string }>(
+          `INSERT INTO devices (id, model, firmware, owner_id, owner_locale, region, batch, secret_hash)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+           ON CONFLICT (id) DO NOTHING RETURNING id`,
+          columns,
+        );
+        if (inserted.length < chunk.length)
+          collectCollisions(chunk, new Set(inserted.map((r) => r.id)), collisions);
+        if (collisions.count === 0) {
           done += chunk.length;
           opts.onProgress?.(done);
         }
-      });
-    } catch (err) {
-      // A device added between the check above and the insert.
-      if (isUniqueViolation(err)) {
-        const detail = (err as { detail?: string }).detail ?? (err as Error).message;
-        throw new FaultlineError('FL_IMPORT_INVALID', `a device in the file was added meanwhile: ${detail}`, {
-          errors: [],
-          errorCount: 1,
-        });
       }
-      throw err;
-    }
+      // Throwing rolls back everything inserted so far.
+      if (collisions.count > 0) throw importInvalid(collisions.first, collisions.count);
+    });
     for (const r of rows) this.#invalidate(r.values[0]);
     this.#log?.info({ imported: rows.length }, 'devices imported');
     return { imported: rows.length, errors: [] };
+  }
+
+  async #findExisting(rows: ValidRow[]): Promise<{ first: RowError[]; count: number }> {
+    const collisions = { first: [] as RowError[], count: 0 };
+    for (let i = 0; i < rows.length; i += this.#chunkSize) {
+      const chunk = rows.slice(i, i + this.#chunkSize);
+      const ids = chunk.map((r) => r.values[0]);
+      const { rows: found } = await this.#db.query<{ id: string }>(
+        'SELECT id FROM devices WHERE id = ANY($1::text[])',
+        [ids],
+      );
+      if (found.length === 0) continue;
+      const taken = new Set(found.map((f) => f.id));
+      collectCollisions(chunk, new Set(ids.filter((id) => !taken.has(id))), collisions);
+    }
+    return collisions;
   }
 
   #invalidate(id: string): void {
@@ -509,6 +502,35 @@ export class DeviceRegistry {
       this.#cache.delete(oldest);
     }
   }
+}
+
+type RowError = { line: number; message: string };
+
+/** Records the rows of chunk whose id is not in `fresh` as collisions with registered devices. */
+function collectCollisions(
+  chunk: ValidRow[],
+  fresh: Set<string>,
+  into: { first: RowError[]; count: number },
+): void {
+  for (const r of chunk) {
+    if (fresh.has(r.values[0])) continue;
+    into.count++;
+    if (into.first.length < MAX_REPORTED_ERRORS) {
+      into.first.push({ line: r.line, message: `device ${r.values[0]} already exists` });
+    }
+  }
+}
+
+function importInvalid(errors: RowError[], count: number): FaultlineError {
+  // Each list arrives in line order, but validation errors and collisions interleave.
+  const first = [...errors].sort((a, b) => a.line - b.line).slice(0, MAX_REPORTED_ERRORS);
+  const head = first[0];
+  return new FaultlineError(
+    'FL_IMPORT_INVALID',
+    `the file has ${count === 1 ? '1 invalid row' : `${count} invalid rows`}` +
+      `${head ? ` (first: line ${head.line}: ${head.message})` : ''}; nothing was imported`,
+    { errors: first, errorCount: count },
+  );
 }
 
 /** Parses and validates a device CSV; secrets are hashed as rows are read and not kept. */

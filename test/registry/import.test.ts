@@ -135,6 +135,23 @@ describeBackends('device CSV import', (backend) => {
     expect((await reg.get('imp-00003'))?.model).toBe('old');
   });
 
+  it('refuses a valid file whose ids collide with registered devices, listing each, importing nothing', async () => {
+    const reg = new DeviceRegistry(t().db, { importChunkSize: 1000 });
+    await reg.add({ id: 'imp-00010', model: 'old', secret: secretFor('x') });
+    await reg.add({ id: 'imp-02400', model: 'old', secret: secretFor('y') });
+    const err = await importError(reg, csv(ids(2500).map((id) => row(id))));
+    expect(err.details).toEqual({
+      errorCount: 2,
+      errors: [
+        { line: 12, message: 'device imp-00010 already exists' },
+        { line: 2402, message: 'device imp-02400 already exists' },
+      ],
+    });
+    expect(await reg.counts()).toMatchObject({ total: 2 });
+    expect((await reg.get('imp-00010'))?.model).toBe('old');
+    expect(await reg.get('imp-00011')).toBeNull();
+  });
+
   it('reads quoting, CRLF, a BOM, blank lines, camelCase headers in any order and empty optional fields', async () => {
     const reg = new DeviceRegistry(t().db);
     const text =
