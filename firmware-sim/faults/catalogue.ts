@@ -149,16 +149,16 @@ const definitions: FaultDefinition[] = [
     families: ['ac'],
     summary: 'repeated indoor/outdoor communication drop-outs',
     signature:
-      'E05 `count` times within `within`; outdoor metrics (outdoor_temp, compressor_*, discharge_pressure) missing during each 40-90 s episode',
+      'E05 `times` times within `within`; outdoor metrics (outdoor_temp, compressor_*, discharge_pressure) missing during each 40-90 s episode',
     rules: ['ac-fault-e05-repeat'],
     params: z.strictObject({
-      count: z.number().int().min(1).max(1000).default(3),
+      times: z.number().int().min(1).max(1000).default(3).describe('how many episodes'),
       within: duration.default(40 * 60_000),
     }),
     defaultAt: 'early',
     build(p, { rng }) {
-      const { count, within } = p as { count: number; within: number };
-      const starts = episodeStarts(count, within, rng);
+      const { times, within } = p as { times: number; within: number };
+      const starts = episodeStarts(times, within, rng);
       const length = rng.uniform(40_000, 90_000);
       return { effects: (t) => (inEpisode(t, starts, length) ? { commError: true } : {}) };
     },
@@ -200,18 +200,18 @@ const definitions: FaultDefinition[] = [
     kind: 'physics',
     families: ['rv'],
     summary: 'a drive wheel gets stuck repeatedly (cable, rug fringe)',
-    signature: 'wheel current spikes to ~1.2 A for 15 s, then W01; `count` episodes within `within`',
+    signature: 'wheel current spikes to ~1.2 A for 15 s, then W01; `times` episodes within `within`',
     rules: ['rv-wheel-stuck-repeat'],
     params: z.strictObject({
-      count: z.number().int().min(1).max(1000).default(3),
+      times: z.number().int().min(1).max(1000).default(3).describe('how many episodes'),
       within: duration.default(25 * 60_000),
       side: z.enum(['left', 'right']).optional(),
     }),
     defaultAt: 'early',
     build(p, { rng }) {
-      const { count, within } = p as { count: number; within: number; side?: 'left' | 'right' };
+      const { times, within } = p as { times: number; within: number; side?: 'left' | 'right' };
       const side = (p.side as 'left' | 'right' | undefined) ?? (rng.chance(0.5) ? 'left' : 'right');
-      const starts = episodeStarts(count, within, rng);
+      const starts = episodeStarts(times, within, rng);
       const length = 90_000;
       return {
         effects: (t) => {
@@ -229,17 +229,17 @@ const definitions: FaultDefinition[] = [
     kind: 'physics',
     families: ['ac', 'rv'],
     summary: 'the firmware raises one fault code repeatedly without a physical cause',
-    signature: '`code` on the faults topic `count` times within `within`',
+    signature: '`code` on the faults topic `times` times within `within`',
     rules: ['ac-fault-e05-repeat', 'rv-wheel-stuck-repeat'],
     params: z.strictObject({
       code: z.string().regex(FAULT_CODE_PATTERN).optional().describe('default E05 (AC) or W01 (RV)'),
-      count: z.number().int().min(1).max(1000).default(3),
+      times: z.number().int().min(1).max(1000).default(3).describe('how many episodes'),
       within: duration.default(30 * 60_000),
     }),
     defaultAt: 'early',
     build(p, { family, rng }) {
       const code = (p.code as string | undefined) ?? (family === 'ac' ? 'E05' : 'W01');
-      const starts = episodeStarts(p.count as number, p.within as number, rng);
+      const starts = episodeStarts(p.times as number, p.within as number, rng);
       return {
         codes: (from, to) =>
           starts.filter((s) => s >= from && s < to).map(() => ({ code, detail: 'injected repeat' })),

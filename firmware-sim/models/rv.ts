@@ -189,6 +189,11 @@ function makeRvModel(id: string, description: string): DeviceModel<RvState> {
         }
         // An owner who keeps pressing start keeps it cleaning until the battery gives out.
         if (s.battery < 15 || (nowMs >= s.runEndsAt && !fx.forceRunning)) goHome(s, nowMs, rng);
+        // A stop during this step (jam, end of run) reads as stopped, not as the last cleaning values.
+        if ((s.dock as DockState) !== 'cleaning') {
+          brush = 0;
+          suction = 0;
+        }
       } else if (s.dock === 'returning') {
         left = 0.22 + rng.normal(0, 0.015);
         right = 0.22 + rng.normal(0, 0.015);
