@@ -13,9 +13,10 @@
  * file), and a fresh `CREATE DATABASE t_<random>` per database.
  */
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe } from 'vitest';
@@ -44,14 +45,46 @@ export interface Backend {
 
 let template: Promise<string> | null = null;
 
-/** A PGlite data directory that has been through initdb, made once per worker. */
+function pgliteVersion(): string {
+  let dir = dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
+  for (;;) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === '@electric-sql/pglite' && pkg.version) return pkg.version;
+    }
+    const up = dirname(dir);
+    if (up === dir) return 'unknown';
+    dir = up;
+  }
+}
+
+/**
+ * A PGlite data directory that has been through initdb (nothing else), shared by every test file
+ * and run on this machine: tmpdir/faultline-pglite-template-<pglite version>-<uid>. It is built in
+ * a staging dir and renamed into place, so a reader never sees a half-made one, and two workers
+ * building it at once both succeed. It is only ever copied, never opened, so it cannot go stale
+ * within a PGlite version. Delete it freely; the next run rebuilds it (~5 s).
+ */
 function pgliteTemplate(): Promise<string> {
   template ??= (async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'faultline-pglite-template-'));
-    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-    const pglite = await PGlite.create(join(dir, 'db'));
-    await pglite.close();
-    return join(dir, 'db');
+    const final = join(tmpdir(), `faultline-pglite-template-${pgliteVersion()}-${process.getuid?.() ?? 0}`);
+    if (existsSync(join(final, 'PG_VERSION'))) return final;
+    const staging = mkdtempSync(`${final}.staging-`);
+    try {
+      const pglite = await PGlite.create(staging);
+      await pglite.close();
+      try {
+        renameSync(staging, final);
+      } catch (err) {
+        // Another worker got there first: its template is as good as ours.
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+      }
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
+    }
+    return final;
   })();
   return template;
 }
