@@ -8,7 +8,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { parseDuration } from './duration.js';
-import { expandPaths, formatIssue, isRuleTestFile, loadRuleFiles, parseYamlWith } from './loader.js';
+import {
+  expandPaths,
+  formatIssue,
+  formatWarning,
+  isRuleTestFile,
+  loadRuleFiles,
+  parseYamlWith,
+} from './loader.js';
 import { replayHistory } from './replay.js';
 import { ruleJsonSchemaText } from './schema.js';
 import {
@@ -42,7 +49,7 @@ export async function runRulesCheck(paths: string[], out: Output, opts: CheckOpt
     ...result.errors.map((e) => ({ ...e, kind: 'error' as const })),
     ...result.warnings.map((w) => ({ ...w, kind: 'warning' as const })),
   ].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
-  for (const p of problems) out.stderr.write(`${formatIssue(p, p.kind)}\n`);
+  for (const p of problems) out.stderr.write(`${p.kind === 'warning' ? formatWarning(p) : formatIssue(p)}\n`);
   const failed = result.errors.length > 0 || (opts.strict === true && result.warnings.length > 0);
   out.stdout.write(
     `${failed ? 'FAILED' : 'OK'}: ${files.length} file(s), ${result.rules.length} rule(s), ` +

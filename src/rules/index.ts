@@ -11,7 +11,14 @@ export {
   RuleEngine,
   type RuleEngineOptions,
 } from './engine.js';
-export { expandPaths, formatIssue, type LoadResult, loadRuleFiles, loadRuleText } from './loader.js';
+export {
+  expandPaths,
+  formatIssue,
+  formatWarning,
+  type LoadResult,
+  loadRuleFiles,
+  loadRuleText,
+} from './loader.js';
 export { familyForModel, type MetricSpec, MODEL_CATALOGUE, type ModelFamily } from './models.js';
 export { type ReplayItem, type ReplayOptions, replayHistory } from './replay.js';
 export {

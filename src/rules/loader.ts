@@ -436,6 +436,12 @@ export function loadRuleText(text: string, file = '<text>', opts: LoadOptions = 
   return out;
 }
 
+/** `file:line:col: message` (with `warning: ` before the message for warnings). */
 export function formatIssue(i: LoadIssue, kind: 'error' | 'warning' = 'error'): string {
   return `${i.file}:${i.line}:${i.col}: ${kind === 'warning' ? 'warning: ' : ''}${i.message}`;
+}
+
+/** Same as formatIssue(i, 'warning'), in a one-parameter form for Array.map. */
+export function formatWarning(i: LoadIssue): string {
+  return formatIssue(i, 'warning');
 }
