@@ -80,9 +80,15 @@ function userIds(name: string): RunAs | null {
   }
 }
 
-/** Whom to run the server as: ourselves, unless we are root. */
+/** Whom to run the server as: ourselves, unless we are root (FAULTLINE_PG_RUN_AS picks the user then). */
 function runAs(): RunAs | null {
   if (process.getuid?.() !== 0) return null;
+  const chosen = process.env.FAULTLINE_PG_RUN_AS;
+  if (chosen) {
+    const user = userIds(chosen);
+    if (!user) throw new Error(`FAULTLINE_PG_RUN_AS=${chosen}: no such user`);
+    return user;
+  }
   const user = userIds('postgres') ?? userIds('nobody');
   if (!user)
     throw new Error(
