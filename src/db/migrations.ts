@@ -57,6 +57,186 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX dead_letters_device_idx ON dead_letters (device_id, received_at, id)',
     ],
   },
+  {
+    id: 2,
+    name: 'service tickets, fleet incidents and the webhook outbox',
+    statements: [
+      `CREATE TABLE fleet_incidents (
+        id bigserial PRIMARY KEY,
+        status text NOT NULL CHECK (status IN ('open', 'closed')),
+        rule_id text NOT NULL,
+        code text NOT NULL DEFAULT '',
+        scope text NOT NULL CHECK (scope IN ('model', 'batch')),
+        scope_value text NOT NULL,
+        model text NOT NULL,
+        title text NOT NULL,
+        severity text NOT NULL,
+        category text NOT NULL,
+        safety boolean NOT NULL,
+        team text NOT NULL,
+        priority text NOT NULL CHECK (priority IN ('P1', 'P2', 'P3', 'P4')),
+        priority_score real NOT NULL,
+        affected_devices integer NOT NULL,
+        affected_customers integer NOT NULL,
+        opened_at timestamptz NOT NULL,
+        last_linked_at timestamptz NOT NULL,
+        closed_at timestamptz,
+        updated_at timestamptz NOT NULL
+      )`,
+      // One open incident per rule (and fault code) and model or batch, however many bridges count.
+      `CREATE UNIQUE INDEX fleet_incidents_one_open ON fleet_incidents (rule_id, code, scope, scope_value)
+        WHERE status = 'open'`,
+      'CREATE INDEX fleet_incidents_status_idx ON fleet_incidents (status, id)',
+      `CREATE TABLE tickets (
+        id bigserial PRIMARY KEY,
+        fingerprint text COLLATE "C" NOT NULL,
+        status text NOT NULL CHECK (status IN
+          ('open', 'acknowledged', 'in_progress', 'waiting', 'recovered', 'resolved', 'closed')),
+        status_before_recovery text,
+        rule_id text NOT NULL,
+        rule_version text NOT NULL,
+        rule_file text,
+        code text,
+        incident_id text NOT NULL,
+        title text NOT NULL,
+        description text NOT NULL,
+        device_id text NOT NULL,
+        model text NOT NULL,
+        firmware text,
+        batch text,
+        owner_id text,
+        owner_locale text,
+        region text,
+        severity text NOT NULL,
+        category text NOT NULL,
+        safety boolean NOT NULL,
+        labels jsonb NOT NULL,
+        team text NOT NULL,
+        priority text NOT NULL CHECK (priority IN ('P1', 'P2', 'P3', 'P4')),
+        priority_score real NOT NULL,
+        auto_close boolean NOT NULL,
+        assignee text,
+        occurrences integer NOT NULL,
+        stale boolean NOT NULL,
+        cycle integer NOT NULL DEFAULT 0,
+        waiting_on text,
+        previous_ticket_id bigint REFERENCES tickets (id),
+        opened_at timestamptz NOT NULL,
+        cycle_started_at timestamptz NOT NULL,
+        last_fired_at timestamptz NOT NULL,
+        acknowledged_at timestamptz,
+        recovered_at timestamptz,
+        resolved_at timestamptz,
+        closed_at timestamptz,
+        reopened_at timestamptz,
+        response_due_at timestamptz NOT NULL,
+        resolution_due_at timestamptz NOT NULL,
+        response_breached_at timestamptz,
+        resolution_breached_at timestamptz,
+        waiting_since timestamptz,
+        paused_ms bigint NOT NULL DEFAULT 0,
+        response_ms bigint,
+        resolution_ms bigint,
+        updated_at timestamptz NOT NULL
+      )`,
+      // The guarantee behind "one ticket per real problem": concurrent events for one fingerprint
+      // cannot both open a ticket, whichever process handles them.
+      `CREATE UNIQUE INDEX tickets_one_open_per_fingerprint ON tickets (fingerprint)
+        WHERE status NOT IN ('resolved', 'closed')`,
+      'CREATE INDEX tickets_fingerprint_idx ON tickets (fingerprint, id)',
+      'CREATE INDEX tickets_status_idx ON tickets (status, id)',
+      'CREATE INDEX tickets_fleet_idx ON tickets (rule_id, model, last_fired_at)',
+      `CREATE INDEX tickets_response_due_idx ON tickets (response_due_at)
+        WHERE status NOT IN ('resolved', 'closed') AND response_breached_at IS NULL`,
+      `CREATE INDEX tickets_resolution_due_idx ON tickets (resolution_due_at)
+        WHERE status NOT IN ('resolved', 'closed') AND resolution_breached_at IS NULL`,
+      `CREATE TABLE ticket_events (
+        id bigserial PRIMARY KEY,
+        ticket_id bigint NOT NULL REFERENCES tickets (id),
+        at timestamptz NOT NULL,
+        actor text NOT NULL,
+        kind text NOT NULL,
+        data jsonb NOT NULL,
+        dedup_key text
+      )`,
+      'CREATE INDEX ticket_events_ticket_idx ON ticket_events (ticket_id, id)',
+      // Entries that must happen once (an SLA escalation per cycle, a page) carry a dedup key.
+      `CREATE UNIQUE INDEX ticket_events_once ON ticket_events (ticket_id, dedup_key)
+        WHERE dedup_key IS NOT NULL`,
+      `CREATE TABLE ticket_occurrences (
+        id bigserial PRIMARY KEY,
+        ticket_id bigint NOT NULL REFERENCES tickets (id),
+        incident_id text NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('fired', 'updated')),
+        reason text,
+        at timestamptz NOT NULL,
+        device_time timestamptz NOT NULL,
+        severity text NOT NULL,
+        metric text,
+        value jsonb,
+        threshold jsonb,
+        stale boolean NOT NULL,
+        late boolean NOT NULL,
+        evidence jsonb NOT NULL
+      )`,
+      'CREATE INDEX ticket_occurrences_ticket_idx ON ticket_occurrences (ticket_id, id)',
+      // A rule.fired redelivered (a replay after restart) is one occurrence, not two.
+      `CREATE UNIQUE INDEX ticket_occurrences_fired_once ON ticket_occurrences (incident_id)
+        WHERE kind = 'fired'`,
+      `CREATE TABLE ticket_links (
+        id bigserial PRIMARY KEY,
+        ticket_id bigint NOT NULL REFERENCES tickets (id),
+        kind text NOT NULL,
+        ref text NOT NULL,
+        data jsonb NOT NULL,
+        at timestamptz NOT NULL,
+        UNIQUE (ticket_id, kind, ref)
+      )`,
+      'CREATE INDEX ticket_links_ref_idx ON ticket_links (kind, ref, ticket_id)',
+      `CREATE TABLE ticket_sla_pauses (
+        id bigserial PRIMARY KEY,
+        ticket_id bigint NOT NULL REFERENCES tickets (id),
+        reason text,
+        started_at timestamptz NOT NULL,
+        ended_at timestamptz
+      )`,
+      'CREATE UNIQUE INDEX ticket_sla_pauses_one_open ON ticket_sla_pauses (ticket_id) WHERE ended_at IS NULL',
+      `CREATE TABLE outbox_messages (
+        id bigserial PRIMARY KEY,
+        topic text NOT NULL,
+        kind text NOT NULL,
+        idempotency_key text NOT NULL,
+        payload text NOT NULL,
+        created_at timestamptz NOT NULL
+      )`,
+      `CREATE TABLE outbox_deliveries (
+        id bigserial PRIMARY KEY,
+        message_id bigint NOT NULL REFERENCES outbox_messages (id),
+        receiver text NOT NULL,
+        status text NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz,
+        last_attempt_at timestamptz,
+        last_status integer,
+        last_error text,
+        delivered_at timestamptz,
+        created_at timestamptz NOT NULL,
+        UNIQUE (message_id, receiver)
+      )`,
+      `CREATE INDEX outbox_deliveries_due_idx ON outbox_deliveries (next_attempt_at, id)
+        WHERE status = 'pending'`,
+      'CREATE INDEX outbox_deliveries_receiver_idx ON outbox_deliveries (receiver, id)',
+      `CREATE TABLE outbox_attempts (
+        id bigserial PRIMARY KEY,
+        delivery_id bigint NOT NULL REFERENCES outbox_deliveries (id),
+        at timestamptz NOT NULL,
+        status_code integer,
+        error text,
+        duration_ms integer NOT NULL
+      )`,
+      'CREATE INDEX outbox_attempts_delivery_idx ON outbox_attempts (delivery_id, id)',
+    ],
+  },
 ];
 
 /** Any constant works; it only has to be the same in every Faultline process sharing a database. */
