@@ -17,6 +17,7 @@ import { DeadLetterStore } from './deadletters/store.js';
 import { EventBus } from './events/bus.js';
 import type { DeviceInfo, FaultlineEvents } from './events/types.js';
 import { buildHttpServer } from './http/server.js';
+import { type InfluxFeature, startInflux } from './influx/index.js';
 import { DbSink } from './ingest/db-sink.js';
 import { IngestPipeline } from './ingest/pipeline.js';
 import { createLogger, type Logger } from './log/logger.js';
@@ -53,6 +54,7 @@ export interface AppParts {
   external: ExternalSubscriber | null;
   http: FastifyInstance;
   addresses: AppAddresses;
+  influx: InfluxFeature;
 }
 
 export interface BuildOptions {
@@ -104,16 +106,23 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       dir: join(dataDir, 'wal'),
       segmentBytes: config.ingest.walSegmentBytes,
       groupCommitMs: config.ingest.walGroupCommitMs,
+      maxBytes: config.ingest.walMaxBytes,
     });
     cleanups.unshift(() => wal.close());
     wal.on('commit', (c: { durableMs: number }) => metrics.walCommitSeconds.observe(c.durableMs / 1000));
     wal.on('full', (full: boolean) => {
-      if (full)
+      if (full) {
+        metrics.walFull.inc();
+        // Name the consumer holding the log back: usually InfluxDB or the database being down.
+        const { lastLsn, cursors } = wal.stats();
+        const slowest = Object.entries(cursors).sort((x, y) => x[1] - y[1])[0];
+        const behind = slowest ? `${slowest[0]} (${lastLsn - slowest[1]} records behind)` : 'none';
         log.error(
-          { component: 'wal', bytes: wal.bytes },
-          'write-ahead log is full: ingest paused until consumers catch up',
+          { component: 'wal', bytes: wal.bytes, maxBytes: config.ingest.walMaxBytes, behind },
+          `ALARM write-ahead log is full (ingest.walMaxBytes ${config.ingest.walMaxBytes} bytes): ingest ` +
+            `paused until consumers catch up; furthest behind: ${behind}`,
         );
-      else log.info({ component: 'wal' }, 'write-ahead log has room again');
+      } else log.info({ component: 'wal' }, 'write-ahead log has room again');
     });
     wal.on('backgroundError', (err: Error) =>
       log.warn({ err, component: 'wal' }, 'write-ahead log background task failed; retrying'),
@@ -163,6 +172,16 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
     cleanups.unshift(() => dbSink.stop());
     bus.on('message.rejected', 'db-sink.wake', () => dbSink.notify());
 
+    const influx = await startInflux({
+      config,
+      dataDir,
+      wal,
+      deviceInfo,
+      metrics,
+      log: log.child({ component: 'influx' }),
+    });
+    cleanups.unshift(() => influx.stop());
+
     let broker: EmbeddedBroker | null = null;
     let external: ExternalSubscriber | null = null;
     let brokerAddresses: BrokerAddresses | null = null;
@@ -208,6 +227,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       metrics,
       devices,
       deadLetters,
+      extraRoutes: [influx.routes],
       readiness: () => ({
         ready,
         components: {
@@ -235,7 +255,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       external: externalUrl,
       http: httpUrl,
     };
-    parts = { db, devices, deadLetters, wal, pipeline, broker, external, http, addresses };
+    parts = { db, devices, deadLetters, wal, pipeline, broker, external, http, addresses, influx };
     ready = true;
     log.info({ component: 'faultline' }, 'ready');
     return addresses;

@@ -25,6 +25,14 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; parse: 
   { env: 'FAULTLINE_HTTP_PORT', path: ['http', 'port'], parse: asInt },
   { env: 'FAULTLINE_ADMIN_TOKEN', path: ['http', 'adminToken'], parse: asString },
   { env: 'FAULTLINE_DATABASE_URL', path: ['database', 'url'], parse: asString },
+  { env: 'FAULTLINE_INFLUX_URL', path: ['influx', 'url'], parse: asString },
+  { env: 'FAULTLINE_INFLUX_API', path: ['influx', 'api'], parse: asString },
+  { env: 'FAULTLINE_INFLUX_DB', path: ['influx', 'database'], parse: asString },
+  { env: 'FAULTLINE_INFLUX_ORG', path: ['influx', 'org'], parse: asString },
+  { env: 'FAULTLINE_INFLUX_BUCKET', path: ['influx', 'bucket'], parse: asString },
+  { env: 'FAULTLINE_INFLUX_TOKEN', path: ['influx', 'token'], parse: asString },
+  { env: 'FAULTLINE_INFLUX_USERNAME', path: ['influx', 'username'], parse: asString },
+  { env: 'FAULTLINE_INFLUX_PASSWORD', path: ['influx', 'password'], parse: asString },
 ];
 
 export interface LoadOptions {

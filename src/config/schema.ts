@@ -71,19 +71,101 @@ const httpSchema = z.strictObject({
   tokens: z.array(tokenSchema).default([]),
 });
 
-const ingestSchema = z.strictObject({
-  maxFutureSkewMs: duration
-    .default(300_000)
-    .describe('samples further ahead of server time are dead-lettered'),
-  dedupWindow: z.number().int().min(16).max(1_000_000).default(4_096),
-  walGroupCommitMs: duration.max(100).default(2),
-  walSegmentBytes: z
-    .number()
-    .int()
-    .min(65_536)
-    .default(64 * 1024 * 1024),
-  maxQueue: z.number().int().min(100).default(50_000).describe('pipeline depth at which clients are paused'),
-});
+const ingestSchema = z
+  .strictObject({
+    maxFutureSkewMs: duration
+      .default(300_000)
+      .describe('samples further ahead of server time are dead-lettered'),
+    dedupWindow: z.number().int().min(16).max(1_000_000).default(4_096),
+    walGroupCommitMs: duration.max(100).default(2),
+    walSegmentBytes: z
+      .number()
+      .int()
+      .min(65_536)
+      .default(64 * 1024 * 1024),
+    maxQueue: z
+      .number()
+      .int()
+      .min(100)
+      .default(50_000)
+      .describe('pipeline depth at which clients are paused'),
+    walMaxBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .default(1024 * 1024 * 1024)
+      .describe(
+        'bound on the write-ahead log; when a consumer (InfluxDB, database) falls this far behind, ingest pauses',
+      ),
+  })
+  .superRefine((ingest, ctx) => {
+    // The log frees space a whole segment at a time, so a bound under two segments could never be left.
+    if (ingest.walMaxBytes < 2 * ingest.walSegmentBytes)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['walMaxBytes'],
+        message: `must be at least twice ingest.walSegmentBytes (${2 * ingest.walSegmentBytes})`,
+      });
+  });
+
+const influxSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .url()
+      .optional()
+      .describe('base URL of InfluxDB 1.x, 2.x or 3.x; unset disables telemetry writing and the history API'),
+    api: z
+      .enum(['v1', 'v2'])
+      .default('v1')
+      .describe('v1: POST /write?db= (1.x, 2.x compat, 3.x); v2: POST /api/v2/write with org, bucket, token'),
+    database: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'v1: database written and read (default faultline); v2: database name for InfluxQL reads (default: the bucket)',
+      ),
+    retentionPolicy: z.string().min(1).optional().describe('v1 only; default: the database default'),
+    org: z.string().min(1).optional().describe('v2 only'),
+    bucket: z.string().min(1).optional().describe('v2 only'),
+    token: z.string().min(1).optional().describe('API token (2.x, 3.x); sent as Authorization: Token'),
+    username: z.string().min(1).optional().describe('1.x user, when auth is enabled'),
+    password: z.string().optional(),
+    createDatabase: z
+      .boolean()
+      .default(true)
+      .describe('v1 only: CREATE DATABASE at start (a no-op when it exists; turn off without the privilege)'),
+    batchSize: z.number().int().min(1).max(100_000).default(5_000).describe('points per write request'),
+    flushIntervalMs: duration
+      .min(10)
+      .max(60_000)
+      .default(1_000)
+      .describe('longest a point waits for a batch to fill'),
+    maxInFlight: z.number().int().min(1).max(16).default(2).describe('write requests in flight at once'),
+    timeoutMs: duration.min(100).default(10_000).describe('per write or query request'),
+    maxRetryDelayMs: duration
+      .min(10)
+      .default(30_000)
+      .describe('cap of the exponential backoff between retries'),
+    writeStatus: z
+      .boolean()
+      .default(true)
+      .describe('also write online/offline changes as the status measurement'),
+    maxSeriesPoints: z
+      .number()
+      .int()
+      .min(10)
+      .max(100_000)
+      .default(2_000)
+      .describe('history API: most points per metric; a finer step is coarsened to fit'),
+  })
+  .superRefine((influx, ctx) => {
+    if (!influx.url || influx.api !== 'v2') return;
+    for (const key of ['org', 'bucket', 'token'] as const) {
+      if (!influx[key]) ctx.addIssue({ code: 'custom', path: [key], message: `required when api is v2` });
+    }
+  });
 
 export const configSchema = z.strictObject({
   dataDir: z.string().default('./.faultline-data'),
@@ -103,6 +185,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   ingest: ingestSchema.prefault({}),
+  influx: influxSchema.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -105,6 +105,41 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly walFull = new Counter({
+    name: 'faultline_wal_full_total',
+    help: 'Times the write-ahead log reached ingest.walMaxBytes and ingest paused',
+    registers: [this.registry],
+  });
+  readonly influxPointsWritten = new Counter({
+    name: 'faultline_influx_points_written_total',
+    help: 'Points InfluxDB confirmed (2xx), by measurement',
+    labelNames: ['measurement'] as const,
+    registers: [this.registry],
+  });
+  readonly influxBatches = new Counter({
+    name: 'faultline_influx_batches_total',
+    help: 'Batches done with, by outcome: written, or quarantined (some points refused)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly influxRetries = new Counter({
+    name: 'faultline_influx_write_retries_total',
+    help: 'Write requests that will be retried, by reason (network, throttled, server, auth, not_found, unconfirmed)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly influxQuarantined = new Counter({
+    name: 'faultline_influx_quarantined_points_total',
+    help: 'Points InfluxDB refused with a 4xx, kept in <dataDir>/influx-quarantine',
+    registers: [this.registry],
+  });
+  readonly influxWriteSeconds = new Histogram({
+    name: 'faultline_influx_write_seconds',
+    help: 'Duration of write requests InfluxDB confirmed',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
   readonly eventLoopLag: Gauge = new Gauge({
     name: 'faultline_event_loop_lag_seconds',
     help: 'Event-loop delay p99 since the last scrape',

@@ -273,6 +273,8 @@ export class RuleEngine {
   private readonly aff: number[] = [];
   private readonly scratch = newState();
   private ctxState: RState = this.scratch;
+  /** The sample being stepped, until it is recorded as evidence. */
+  private curSample: EngineSample | null = null;
   private ctxRule: LoadedRule | null = null;
   private readonly ctx: EvalCtx;
 
@@ -873,7 +875,13 @@ export class RuleEngine {
       dev.dues[i] = this.chainDue(dev, i);
       return;
     }
-    const s = dev.st[i] ?? this.freshScratch();
+    let s = dev.st[i];
+    if (!s) {
+      // An idle rule remembers nothing, so its clock is the device's latest time: a late
+      // sample must not be evaluated back in the past any more than for a busy rule.
+      s = this.freshScratch();
+      s.at = dev.last;
+    }
     this.stepState(dev, i, s, Math.max(t, s.at), sample);
     this.store(dev, i, s);
   }
@@ -947,18 +955,19 @@ export class RuleEngine {
     try {
       stats.evaluations++;
       this.observer?.evaluated(rule.id);
-      this.transition(dev, i, s, t);
-      if (sample && rule.metrics.length > 0 && isActive(s)) {
-        const m: Record<string, MetricValue> = {};
-        for (const name of rule.metrics) {
-          const v = sample.metrics[name];
-          if (v !== undefined) m[name] = v;
-        }
-        pushEvidence(s, [sample.ts, m]);
+      // Evidence is recorded before deciding, so a resolve carries the sample that cleared it;
+      // an episode that starts now records its first sample when it goes pending.
+      this.curSample = null;
+      if (sample && rule.metrics.length > 0) {
+        if (isActive(s)) pushEvidence(s, [sample.ts, pick(sample, rule.metrics)]);
+        else this.curSample = sample;
       }
+      this.transition(dev, i, s, t);
+      this.curSample = null;
       s.due = this.computeDue(dev, i, s);
     } catch (err) {
       // The state stays as it was; the error is counted, never read as "false".
+      this.curSample = null;
       s.at = Math.max(s.at, t);
       s.due = Number.POSITIVE_INFINITY;
       this.fail(rule, dev, err, t);
@@ -989,6 +998,7 @@ export class RuleEngine {
       if (raise) {
         s.c = PENDING;
         s.ps = t;
+        if (this.curSample) pushEvidence(s, [this.curSample.ts, pick(this.curSample, rule.metrics)]);
       }
     } else if (s.c === PENDING) {
       if (!raise) {
@@ -1550,6 +1560,15 @@ export class RuleEngine {
     }
     return total;
   }
+}
+
+function pick(sample: EngineSample, metrics: readonly string[]): Record<string, MetricValue> {
+  const m: Record<string, MetricValue> = {};
+  for (const name of metrics) {
+    const v = sample.metrics[name];
+    if (v !== undefined) m[name] = v;
+  }
+  return m;
 }
 
 function pushEvidence(s: RState, e: EvidenceEntry): void {

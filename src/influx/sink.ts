@@ -1,0 +1,472 @@
+/**
+ * Carries every accepted sample, fault event and (optionally) status change from
+ * the write-ahead log into InfluxDB. The log is the disk spool: the sink reads it
+ * through its own cursor ('influx') and moves that cursor only past records whose
+ * points InfluxDB answered 2xx for (or that were quarantined after a 4xx), so an
+ * InfluxDB outage, a crash or a restart delays points and loses none. When
+ * InfluxDB stays down long enough, the log reaches ingest.walMaxBytes and ingest
+ * pauses (backpressure) instead of dropping data.
+ *
+ * Batches are cut by size and by age and sent with bounded concurrency. They can
+ * finish out of order, so the cursor advances to the end of the longest finished
+ * prefix of batches, never past a batch still in flight.
+ *
+ * Delivery is at-least-once: after a crash the unconfirmed tail is sent again, and
+ * the log itself may hold a (device, seq) twice (a QoS 1 redelivery). InfluxDB
+ * keys a point by measurement, tags and timestamp and overwrites an identical one,
+ * so a reader sees each sample once.
+ */
+import type { FaultEvent, TelemetrySample } from '../contract/index.js';
+import type { DeviceInfo } from '../events/types.js';
+import { decodeRecord, type IngestRecord } from '../ingest/record.js';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/registry.js';
+import type { WalCursor, WalRecord, WriteAheadLog } from '../wal/index.js';
+import { deviceTags, faultLine, MEASUREMENTS, statusLine, telemetryLine } from './line-protocol.js';
+import type { Quarantine } from './quarantine.js';
+import type { InfluxWriter, WriteResult } from './writer.js';
+
+export interface InfluxSinkOptions {
+  wal: WriteAheadLog;
+  writer: InfluxWriter;
+  quarantine: Quarantine;
+  /** The registry lookup for tags (model, firmware, region, batch); cached here. */
+  deviceInfo(id: string): Promise<DeviceInfo | null>;
+  metrics: Metrics;
+  log: Logger;
+  batchSize: number;
+  flushIntervalMs: number;
+  maxInFlight: number;
+  maxRetryDelayMs: number;
+  writeStatus: boolean;
+  cursorName?: string;
+  /** How long device tags are reused before the registry is asked again. */
+  deviceCacheMs?: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+interface Batch {
+  lines: string[];
+  /** No record has entered yet; its age starts with the first one. */
+  fresh: boolean;
+  /** Every record up to this LSN is entirely in this batch or an earlier one. */
+  endLsn: number;
+  /** First LSN that contributed a line, for tracing quarantined points back. */
+  firstLsn: number;
+  openedAt: number;
+  done: boolean;
+}
+
+const READ_RECORDS = 256;
+const IDLE_POLL_MS = 250;
+const BASE_RETRY_MS = 200;
+/** Bisection requests allowed per batch to find the points a 4xx was about; past it, halves are quarantined whole. */
+const ISOLATION_BUDGET = 64;
+/** Finished batches waiting behind an unfinished one; past it the reader waits (the log keeps the rest). */
+const MAX_PENDING = 1_024;
+const OUTAGE_LOG_EVERY_MS = 60_000;
+
+class Aborted extends Error {}
+
+export class InfluxSink {
+  private readonly cursor: WalCursor;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly deviceCacheMs: number;
+  private readonly devices = new Map<string, { tags: string; at: number }>();
+  private readonly abort = new AbortController();
+  private readonly pending: Batch[] = [];
+  private readonly deliveries = new Set<Promise<void>>();
+  private open: Batch;
+  private readLsn: number;
+  private inFlight = 0;
+  private running = false;
+  private draining = false;
+  private loop: Promise<void> | null = null;
+  private wakeReader: (() => void) | null = null;
+  private readonly onCommit = () => this.wakeReader?.();
+  /** Since when writes have been failing, and when that was last logged; null while healthy. */
+  private failingSince: number | null = null;
+  private lastOutageLog = 0;
+
+  constructor(private readonly o: InfluxSinkOptions) {
+    this.cursor = o.wal.cursor(o.cursorName ?? 'influx');
+    this.now = o.now ?? Date.now;
+    this.random = o.random ?? Math.random;
+    this.deviceCacheMs = o.deviceCacheMs ?? 300_000;
+    this.readLsn = this.cursor.position;
+    this.open = this.newBatch(this.readLsn);
+  }
+
+  start(): void {
+    this.running = true;
+    this.o.wal.on('commit', this.onCommit);
+    this.loop = this.run();
+  }
+
+  /** Records in the log InfluxDB has not confirmed yet. */
+  get lag(): number {
+    return this.o.wal.lastLsn - this.cursor.position;
+  }
+
+  /** The cursor's position: every record up to it is in InfluxDB (or quarantined). */
+  get position(): number {
+    return this.cursor.position;
+  }
+
+  /** True while writes fail and are being retried. */
+  get failing(): boolean {
+    return this.failingSince !== null;
+  }
+
+  /**
+   * Sends what is already in the log (bounded by timeoutMs, and not at all during an outage: the log
+   * keeps it for the next start), then stops. Unconfirmed batches are abandoned, never counted as sent.
+   */
+  async stop(timeoutMs = 5_000): Promise<void> {
+    if (!this.running) return;
+    const deadline = this.now() + timeoutMs;
+    this.draining = true;
+    this.wakeReader?.();
+    while (this.lag > 0 && !this.failing && this.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    this.running = false;
+    this.o.wal.off('commit', this.onCommit);
+    this.abort.abort();
+    this.wakeReader?.();
+    await this.loop;
+    await Promise.allSettled([...this.deliveries]);
+    await this.cursor.flush();
+  }
+
+  private newBatch(endLsn: number): Batch {
+    return { lines: [], fresh: true, endLsn, firstLsn: 0, openedAt: this.now(), done: false };
+  }
+
+  private async run(): Promise<void> {
+    let backoff = 0;
+    while (this.running) {
+      try {
+        const records = await this.o.wal.read(this.readLsn, READ_RECORDS);
+        if (records.length === 0) {
+          await this.caughtUp();
+          continue;
+        }
+        for (const record of records) {
+          if (!this.running) break;
+          await this.take(record);
+          if (this.open.lines.length > 0 && this.now() - this.open.openedAt >= this.o.flushIntervalMs)
+            await this.seal();
+        }
+        backoff = 0;
+      } catch (err) {
+        if (!this.running) break;
+        backoff = Math.min(this.o.maxRetryDelayMs, Math.max(BASE_RETRY_MS, backoff * 2));
+        this.o.log.warn(
+          { err, retryInMs: backoff },
+          'reading the write-ahead log for InfluxDB failed; will retry',
+        );
+        await this.idle(backoff);
+      }
+    }
+  }
+
+  /** Nothing more to read now: send the open batch once it is old enough (at once when draining). */
+  private async caughtUp(): Promise<void> {
+    const age = this.now() - this.open.openedAt;
+    const hasWork = this.open.lines.length > 0 || this.open.endLsn > this.sealedEnd();
+    if (hasWork && (this.draining || age >= this.o.flushIntervalMs)) {
+      await this.seal();
+      return;
+    }
+    await this.idle(hasWork ? this.o.flushIntervalMs - age : IDLE_POLL_MS);
+  }
+
+  private sealedEnd(): number {
+    return this.pending.length > 0 ? this.pending[this.pending.length - 1]!.endLsn : this.cursor.position;
+  }
+
+  /** Turns one log record into lines in the open batch, sealing full batches on the way. */
+  private async take({ lsn, payload }: WalRecord): Promise<void> {
+    const record = decodeRecord(payload);
+    const lines = await this.linesOf(record, lsn);
+    if (this.open.fresh) {
+      this.open.fresh = false;
+      this.open.openedAt = this.now();
+    }
+    for (const line of lines) {
+      if (this.open.lines.length === 0) this.open.firstLsn = lsn;
+      this.open.lines.push(line);
+      // A record's points may span batches; endLsn stays at the previous record until its last point is in.
+      if (this.open.lines.length >= this.o.batchSize) {
+        await this.seal();
+        this.open.fresh = false;
+      }
+    }
+    this.open.endLsn = lsn;
+    this.readLsn = lsn;
+  }
+
+  private async linesOf(record: IngestRecord, lsn: number): Promise<string[]> {
+    if (record.kind === 'deadletter') return [];
+    if (record.kind === 'status' && !this.o.writeStatus) return [];
+    let body: unknown;
+    try {
+      body = JSON.parse(record.payload.toString('utf8'));
+    } catch (err) {
+      // Only validated payloads reach the log as telemetry, faults or status; this would be a bug, not data.
+      this.o.log.error(
+        { err, lsn, deviceId: record.deviceId },
+        'log record does not parse; not written to InfluxDB',
+      );
+      return [];
+    }
+    const tags = await this.tagsOf(record.deviceId);
+    const lines: string[] = [];
+    if (record.kind === 'telemetry') {
+      for (const s of itemsOf<TelemetrySample>(body)) {
+        const line = telemetryLine(tags, s.ts, s.metrics);
+        if (line) lines.push(line);
+      }
+    } else if (record.kind === 'faults') {
+      for (const f of itemsOf<FaultEvent>(body)) lines.push(faultLine(tags, f.ts, f.code, f.detail));
+    } else {
+      const s = body as { state: string; reason?: string; firmware?: string; ts?: number };
+      lines.push(statusLine(tags, s.ts ?? record.receivedAt, s));
+    }
+    return lines;
+  }
+
+  private async tagsOf(deviceId: string): Promise<string> {
+    const cached = this.devices.get(deviceId);
+    const now = this.now();
+    if (cached && now - cached.at < this.deviceCacheMs) return cached.tags;
+    let info: DeviceInfo | null;
+    try {
+      info = await this.o.deviceInfo(deviceId);
+    } catch (err) {
+      // A stale entry beats stalling; without one the record waits (run() retries it) rather than
+      // being written under a different tag set, which would be a different series.
+      if (cached) return cached.tags;
+      throw err;
+    }
+    const tags = deviceTags(info ?? { id: deviceId, model: null, firmware: null, region: null, batch: null });
+    if (this.devices.size >= 200_000) this.devices.clear();
+    this.devices.set(deviceId, { tags, at: now });
+    return tags;
+  }
+
+  /** Queues the open batch for sending, waiting for a free slot (bounded concurrency). */
+  private async seal(): Promise<void> {
+    const batch = this.open;
+    this.open = this.newBatch(batch.endLsn);
+    this.pending.push(batch);
+    if (batch.lines.length === 0) {
+      batch.done = true;
+      this.advance();
+      return;
+    }
+    while (this.running && (this.inFlight >= this.o.maxInFlight || this.pending.length > MAX_PENDING)) {
+      await this.idle(IDLE_POLL_MS);
+    }
+    if (!this.running) return;
+    this.inFlight++;
+    const delivery = this.deliver(batch);
+    this.deliveries.add(delivery);
+    void delivery.finally(() => this.deliveries.delete(delivery));
+  }
+
+  private async deliver(batch: Batch): Promise<void> {
+    try {
+      const quarantined = await this.send(batch, batch.lines, { budget: ISOLATION_BUDGET });
+      batch.done = true;
+      this.o.metrics.influxBatches.inc({ outcome: quarantined > 0 ? 'quarantined' : 'written' });
+    } catch (err) {
+      if (!(err instanceof Aborted))
+        this.o.log.error({ err }, 'InfluxDB batch failed unexpectedly; will resend');
+    } finally {
+      batch.lines = [];
+      this.inFlight--;
+      this.advance();
+      this.wakeReader?.();
+    }
+  }
+
+  /** Moves the cursor to the end of the longest prefix of finished batches. */
+  private advance(): void {
+    let end = -1;
+    while (this.pending.length > 0 && this.pending[0]!.done) end = this.pending.shift()!.endLsn;
+    if (end > this.cursor.position) this.cursor.commit(end);
+  }
+
+  /**
+   * Writes lines until InfluxDB confirms them, retrying what may succeed later and bisecting a
+   * refusal down to the points it was about. Resolves with the number of points quarantined.
+   */
+  private async send(batch: Batch, lines: string[], isolation: { budget: number }): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      if (!this.running) throw new Aborted();
+      const started = performance.now();
+      const result = await this.o.writer.write(lines, this.abort.signal);
+      if (!this.running) throw new Aborted();
+      if (result.kind === 'ok') {
+        this.o.metrics.influxWriteSeconds.observe((performance.now() - started) / 1000);
+        this.countWritten(lines);
+        this.recovered();
+        return 0;
+      }
+      if (result.kind === 'retry') {
+        this.o.metrics.influxRetries.inc({ reason: result.reason });
+        this.outage(result);
+        await this.sleep(this.retryDelay(attempt, result.retryAfterMs));
+        continue;
+      }
+      this.recovered();
+      const splittable = lines.length > 1 && (result.kind === 'too_large' || isolation.budget > 0);
+      if (splittable) {
+        // Writes are idempotent, so resending the half InfluxDB already took (a partial write) is harmless.
+        if (result.kind === 'rejected') isolation.budget -= 2;
+        const mid = lines.length >>> 1;
+        const a = await this.send(batch, lines.slice(0, mid), isolation);
+        const b = await this.send(batch, lines.slice(mid), isolation);
+        return a + b;
+      }
+      await this.quarantine(batch, lines, result);
+      return lines.length;
+    }
+  }
+
+  private async quarantine(
+    batch: Batch,
+    lines: string[],
+    result: Extract<WriteResult, { kind: 'too_large' | 'rejected' }>,
+  ): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (!this.running) throw new Aborted();
+      try {
+        const file = await this.o.quarantine.put({
+          lines,
+          status: result.status,
+          message: result.message,
+          target: this.o.writer.target,
+          lsnRange: [batch.firstLsn, batch.endLsn],
+        });
+        this.o.metrics.influxQuarantined.inc(lines.length);
+        this.o.log.warn(
+          { status: result.status, points: lines.length, file },
+          `InfluxDB refused ${lines.length} point(s) (${result.status}: ${result.message}); quarantined in ${file}, later batches continue`,
+        );
+        return;
+      } catch (err) {
+        // Without the file on disk the points would be lost, so the cursor waits until it can be written.
+        this.o.log.error(
+          { err, dir: this.o.quarantine.dir },
+          'cannot write the InfluxDB quarantine file; retrying',
+        );
+        await this.sleep(this.retryDelay(attempt));
+      }
+    }
+  }
+
+  private countWritten(lines: readonly string[]): void {
+    let telemetry = 0;
+    let faults = 0;
+    let status = 0;
+    for (const line of lines) {
+      const c = line.charCodeAt(0);
+      if (c === 116 /* t */) telemetry++;
+      else if (c === 102 /* f */) faults++;
+      else status++;
+    }
+    const m = this.o.metrics.influxPointsWritten;
+    if (telemetry) m.inc({ measurement: MEASUREMENTS.telemetry }, telemetry);
+    if (faults) m.inc({ measurement: MEASUREMENTS.faults }, faults);
+    if (status) m.inc({ measurement: MEASUREMENTS.status }, status);
+  }
+
+  /** Capped exponential backoff with jitter (half fixed, half random), at least what the server asked. */
+  private retryDelay(attempt: number, retryAfterMs?: number): number {
+    const cap = this.o.maxRetryDelayMs;
+    const ceiling = Math.min(cap, BASE_RETRY_MS * 2 ** Math.min(attempt, 20));
+    const delay = ceiling / 2 + (this.random() * ceiling) / 2;
+    return retryAfterMs === undefined ? delay : Math.max(delay, Math.min(retryAfterMs, cap));
+  }
+
+  private outage(result: Extract<WriteResult, { kind: 'retry' }>): void {
+    const now = this.now();
+    const hint =
+      result.reason === 'auth'
+        ? ' (check influx.token / username / password)'
+        : result.reason === 'not_found'
+          ? ' (check influx.database, or org and bucket for api v2)'
+          : '';
+    const fields = {
+      status: result.status,
+      reason: result.reason,
+      target: this.o.writer.target,
+      lag: this.lag,
+    };
+    if (this.failingSince === null) {
+      this.failingSince = now;
+      this.lastOutageLog = now;
+      const level = result.reason === 'auth' || result.reason === 'not_found' ? 'error' : 'warn';
+      this.o.log[level](
+        fields,
+        `InfluxDB write failed: ${result.message}${hint}; retrying with backoff, points wait in the write-ahead log`,
+      );
+    } else if (now - this.lastOutageLog >= OUTAGE_LOG_EVERY_MS) {
+      this.lastOutageLog = now;
+      this.o.log.warn(
+        { ...fields, failingForMs: now - this.failingSince },
+        `InfluxDB writes still failing after ${Math.round((now - this.failingSince) / 1000)} s: ${result.message}${hint}`,
+      );
+    }
+  }
+
+  private recovered(): void {
+    if (this.failingSince === null) return;
+    const ms = this.now() - this.failingSince;
+    this.failingSince = null;
+    this.o.log.info(
+      { failedForMs: ms, lag: this.lag },
+      `InfluxDB writes succeed again after ${Math.round(ms / 1000)} s; catching up`,
+    );
+  }
+
+  private sleep(ms: number): Promise<void> {
+    const signal = this.abort.signal;
+    if (signal.aborted) return Promise.reject(new Aborted());
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(new Aborted());
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Waits for new log records, a free slot or stop, at most ms. */
+  private idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(1, ms));
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        if (self.wakeReader === done) self.wakeReader = null;
+        resolve();
+      }
+      this.wakeReader = done;
+    });
+  }
+}
+
+function itemsOf<T>(body: unknown): T[] {
+  const batch = (body as { batch?: unknown }).batch;
+  return Array.isArray(batch) ? (batch as T[]) : [body as T];
+}
