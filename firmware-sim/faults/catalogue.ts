@@ -104,7 +104,7 @@ const definitions: FaultDefinition[] = [
     families: ['ac'],
     summary: 'slow refrigerant leak: charge drifts down over hours',
     signature:
-      'discharge_pressure drifts down (about 35 % lower at the default end charge), compressor_temp and current creep up; EC once charge < 50 %',
+      'at high load (owner turns it up, compressor >= 60 Hz) the 15-min average discharge_pressure drifts from ~25 bar to below 19 (about 40 % lower at the default end charge); compressor_temp creeps up; EC once charge < 50 %. ac-refrigerant-low gates on mode cool, so heat-mode units show the drop but do not trip it',
     rules: ['ac-refrigerant-low'],
     params: z.strictObject({
       to: z
@@ -118,7 +118,14 @@ const definitions: FaultDefinition[] = [
     defaultAt: 'early',
     build(p) {
       const { to, over } = p as { to: number; over: number };
-      return { effects: (t) => ({ forceRunning: true, refrigerantCharge: 1 - (1 - to) * ramp(t, over) }) };
+      // The room stops getting cool, so the owner turns the unit up: high load is where the leak shows.
+      return {
+        effects: (t) => ({
+          forceRunning: true,
+          highDemand: true,
+          refrigerantCharge: 1 - (1 - to) * ramp(t, over),
+        }),
+      };
     },
   },
   {
@@ -250,8 +257,9 @@ const definitions: FaultDefinition[] = [
     name: 'flapping',
     kind: 'physics',
     families: ['ac', 'rv'],
-    summary: 'a reading hovers around a rule threshold, crossing it again and again',
-    signature: '`metric` oscillates center ± amplitude (plus noise) with the given period',
+    summary: 'a reading rises past a rule threshold, then hovers around it, crossing again and again',
+    signature:
+      '`metric` held at center + 1.5 × amplitude for `lead` (long enough for the rule to fire), then center ± amplitude with the given period: one incident, not a stream of them',
     rules: ['ac-compressor-overheat', 'rv-battery-overheat'],
     params: z.strictObject({
       metric: z
@@ -259,9 +267,13 @@ const definitions: FaultDefinition[] = [
         .regex(METRIC_NAME_PATTERN)
         .optional()
         .describe('default compressor_temp (AC) or battery_temp (RV)'),
-      center: z.number().optional().describe('default 95 (AC compressor) or 55 (RV battery)'),
-      amplitude: z.number().nonnegative().default(2),
+      center: z
+        .number()
+        .optional()
+        .describe('default 95 (AC compressor) or 55 (RV battery), the rule thresholds'),
+      amplitude: z.number().nonnegative().default(3),
       period: duration.default(6 * 60_000),
+      lead: duration.default(12 * 60_000).describe('time held above the band first; 0 hovers from the start'),
     }),
     defaultAt: 'early',
     build(p, { family }) {
@@ -270,11 +282,16 @@ const definitions: FaultDefinition[] = [
       const center = (p.center as number | undefined) ?? (family === 'ac' ? 95 : 55);
       const amplitude = p.amplitude as number;
       const period = Math.max(1, p.period as number);
+      const lead = p.lead as number;
       return {
         effects: () => ({ forceRunning: true }),
         hover: (t, rng) => ({
           metric,
-          value: center + amplitude * Math.sin((2 * Math.PI * t) / period) + rng.normal(0, amplitude / 10),
+          value:
+            (t < lead
+              ? center + 1.5 * amplitude
+              : center + amplitude * Math.sin((2 * Math.PI * (t - lead)) / period)) +
+            rng.normal(0, amplitude / 10),
         }),
       };
     },

@@ -72,6 +72,9 @@ export class DeviceSim implements EventSource {
   private nextTickAt: number;
   private lastTickAt: number;
   private offlineBuffer: { telemetry: TelemetrySample[]; faults: FaultEvent[] } | null = null;
+  /** Message-level faults active in the current tick. */
+  private readonly wireFaults = { offline: false, silent: false, malformed: 0, duplicates: 0, outOfOrder: 0 };
+  private readonly topics: { telemetry: string; faults: string; status: string };
 
   constructor(spec: DeviceSpec, opts: GenerateOptions) {
     this.spec = spec;
@@ -82,6 +85,11 @@ export class DeviceSim implements EventSource {
       endMs: opts.endMs ?? Number.POSITIVE_INFINITY,
       qos: opts.qos,
       maxBatchBytes: opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES,
+    };
+    this.topics = {
+      telemetry: topics.telemetry(spec.id),
+      faults: topics.faults(spec.id),
+      status: topics.status(spec.id),
     };
     this.physics = Rng.for(opts.seed, spec.id, 'physics');
     this.wire = Rng.for(opts.seed, spec.id, 'wire');
@@ -151,10 +159,41 @@ export class DeviceSim implements EventSource {
     const jitter = Math.round(this.physics.uniform(-0.01, 0.01) * interval);
     this.nextTickAt = Math.max(t + 1, this.tick0 + this.tickIndex * interval + jitter);
 
-    const active = this.faults.filter((f) => t >= f.startMs && t < f.endMs);
-    const effects = mergeEffects(active.map((f) => f.behaviour.effects?.(t - f.startMs) ?? {}));
+    // Hot path (every device, every report): plain loops, no per-tick closures.
+    const w = this.wireFaults;
+    w.offline = false;
+    w.silent = false;
+    w.malformed = 0;
+    w.duplicates = 0;
+    w.outOfOrder = 0;
+    const effectList: Effects[] = [];
+    const active: ActiveFault[] = [];
+    for (const f of this.faults) {
+      if (t < f.startMs || t >= f.endMs) continue;
+      active.push(f);
+      const rate = typeof f.params.rate === 'number' ? f.params.rate : 0;
+      switch (f.def.name) {
+        case 'offline':
+          w.offline = true;
+          break;
+        case 'silent':
+          w.silent = true;
+          break;
+        case 'malformed':
+          w.malformed = Math.max(w.malformed, rate);
+          break;
+        case 'duplicates':
+          w.duplicates = Math.max(w.duplicates, rate);
+          break;
+        case 'out-of-order':
+          w.outOfOrder = Math.max(w.outOfOrder, rate);
+          break;
+      }
+      if (f.behaviour.effects) effectList.push(f.behaviour.effects(t - f.startMs));
+    }
+    const effects = effectList.length === 0 ? NO_EFFECTS : mergeEffects(effectList);
     const step = this.model.step(this.state, t, dt, effects, this.physics);
-    const codes: RaisedCode[] = [...step.codes];
+    const codes: RaisedCode[] = step.codes;
     for (const f of active) {
       const elapsed = t - f.startMs;
       if (f.behaviour.codes) codes.push(...f.behaviour.codes(Math.max(0, f.lastElapsedMs), elapsed + 1));
@@ -164,28 +203,24 @@ export class DeviceSim implements EventSource {
         step.metrics[hover.metric] = Math.round(hover.value * 10) / 10;
     }
 
-    const has = (name: string) => active.some((f) => f.def.name === name);
-    const rateOf = (name: string) =>
-      active.filter((f) => f.def.name === name).reduce((m, f) => Math.max(m, f.params.rate as number), 0);
     const ts = this.clockAt(t);
-
-    if (has('offline') && !this.offlineBuffer) {
+    if (w.offline && !this.offlineBuffer) {
       this.push({ type: 'drop', at: t, deviceId: this.spec.id });
       this.offlineBuffer = { telemetry: [], faults: [] };
-    } else if (!has('offline') && this.offlineBuffer) {
+    } else if (!w.offline && this.offlineBuffer) {
       this.reconnect(t, ts);
     }
 
     // A hung reporting task: physics goes on, nothing is measured or sent, seq stands still.
-    if (has('silent')) return;
+    if (w.silent) return;
 
     const sample: TelemetrySample = { ts, seq: this.seq++, metrics: step.metrics };
-    const events: FaultEvent[] = codes.map((c) => ({
-      ts,
-      seq: this.seq++,
-      code: c.code,
-      ...(c.detail !== undefined ? { detail: c.detail } : {}),
-    }));
+    const events: FaultEvent[] = [];
+    for (const c of codes) {
+      const e: FaultEvent = { ts, seq: this.seq++, code: c.code };
+      if (c.detail !== undefined) e.detail = c.detail;
+      events.push(e);
+    }
 
     if (this.offlineBuffer) {
       this.offlineBuffer.telemetry.push(sample);
@@ -193,33 +228,29 @@ export class DeviceSim implements EventSource {
       return;
     }
 
-    const malformed = rateOf('malformed');
-    const duplicates = rateOf('duplicates');
-    const outOfOrder = rateOf('out-of-order');
-    const send = (topic: string, body: Record<string, unknown>, isTelemetry: boolean) => {
-      let payload = JSON.stringify(body);
-      const tags: string[] = [];
-      if (malformed > 0 && this.wire.chance(malformed)) {
-        const variant = this.wire.pick(MALFORMED_VARIANTS);
-        payload = corrupt(body, payload, variant);
-        tags.push(`malformed:${variant}`);
-      }
-      let at = t;
-      if (isTelemetry && outOfOrder > 0 && this.wire.chance(outOfOrder)) {
-        // Overtaken by the next report: sent just after it.
-        at = this.nextTickAt + 1;
-        tags.push('out-of-order');
-      }
-      this.pushPublish(at, topic, payload, tags);
-      if (duplicates > 0 && this.wire.chance(duplicates)) {
-        this.pushPublish(at + Math.round(this.wire.uniform(200, 2000)), topic, payload, [
-          ...tags,
-          'duplicate',
-        ]);
-      }
-    };
-    send(topics.telemetry(this.spec.id), sample, true);
-    for (const e of events) send(topics.faults(this.spec.id), e, false);
+    this.send(t, this.topics.telemetry, sample, true);
+    for (const e of events) this.send(t, this.topics.faults, e, false);
+  }
+
+  private send(t: number, topic: string, body: TelemetrySample | FaultEvent, isTelemetry: boolean): void {
+    const w = this.wireFaults;
+    let payload = JSON.stringify(body);
+    const tags: string[] = [];
+    if (w.malformed > 0 && this.wire.chance(w.malformed)) {
+      const variant = this.wire.pick(MALFORMED_VARIANTS);
+      payload = corrupt(body, payload, variant);
+      tags.push(`malformed:${variant}`);
+    }
+    let at = t;
+    if (isTelemetry && w.outOfOrder > 0 && this.wire.chance(w.outOfOrder)) {
+      // Overtaken by the next report: sent just after it.
+      at = this.nextTickAt + 1;
+      tags.push('out-of-order');
+    }
+    this.pushPublish(at, topic, payload, tags);
+    if (w.duplicates > 0 && this.wire.chance(w.duplicates)) {
+      this.pushPublish(at + Math.round(this.wire.uniform(200, 2000)), topic, payload, [...tags, 'duplicate']);
+    }
   }
 
   /** Back online after an outage: status first, then the buffered samples as batch uploads. */
@@ -229,10 +260,10 @@ export class DeviceSim implements EventSource {
     this.push({ type: 'connect', at: t, deviceId: this.spec.id });
     this.pushStatus(t, ts);
     for (const chunk of chunkByBytes(buffer.telemetry, this.opts.maxBatchBytes)) {
-      this.pushPublish(t, topics.telemetry(this.spec.id), JSON.stringify({ batch: chunk }), ['batch']);
+      this.pushPublish(t, this.topics.telemetry, JSON.stringify({ batch: chunk }), ['batch']);
     }
     for (const chunk of chunkByBytes(buffer.faults, this.opts.maxBatchBytes)) {
-      this.pushPublish(t, topics.faults(this.spec.id), JSON.stringify({ batch: chunk }), ['batch']);
+      this.pushPublish(t, this.topics.faults, JSON.stringify({ batch: chunk }), ['batch']);
     }
   }
 
@@ -252,7 +283,7 @@ export class DeviceSim implements EventSource {
       type: 'publish',
       at,
       deviceId: this.spec.id,
-      topic: topics.status(this.spec.id),
+      topic: this.topics.status,
       payload: JSON.stringify(status),
       qos: 1,
       retain: true,
@@ -280,6 +311,8 @@ export class DeviceSim implements EventSource {
     this.queue.splice(i, 0, ev);
   }
 }
+
+const NO_EFFECTS: Effects = Object.freeze({});
 
 export function mergeEffects(list: Effects[]): Effects {
   const out: Effects = {};

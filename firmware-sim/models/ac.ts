@@ -119,7 +119,8 @@ export function dischargePressure(
   charge: number,
   mode: AcMode,
 ): number {
-  const chargeFactor = 0.4 + 0.6 * charge;
+  // An undercharged circuit loses its liquid seal and subcooling: condensing pressure falls steeply.
+  const chargeFactor = 0.2 + 0.8 * charge;
   if (freqHz <= 0) return r32SaturationBar(outdoorC) * chargeFactor * 0.95;
   const condenserSide = mode === 'heat' ? roomC + 15 : outdoorC;
   return r32SaturationBar(condenserSide + 8 + 0.12 * freqHz) * chargeFactor;
@@ -214,7 +215,9 @@ function makeAcModel(id: string, capacity: number, description: string): DeviceM
         if (s.idle && error > 0.3) s.idle = false;
         if (!s.idle && error < -1.5) s.idle = true;
         const load = 1.2 * (mode === 'cool' ? outdoor - p.setpoint : p.setpoint - outdoor);
-        target = s.idle ? 0 : clamp(25 + 18 * error + load, MIN_FREQ_HZ, MAX_FREQ_HZ);
+        // Less charge moves less heat per revolution, so the inverter runs faster for the same demand.
+        const compensation = 1 / (0.3 + 0.7 * Math.min(1, charge));
+        target = s.idle ? 0 : clamp((25 + 18 * error + load) * compensation, MIN_FREQ_HZ, MAX_FREQ_HZ);
         // A unit kept in use does not cycle off; one asked for maximum output runs hard.
         if (fx.forceRunning) target = Math.max(target, MIN_FREQ_HZ + 10);
         if (fx.highDemand) target = Math.max(target, DERATED_FREQ_HZ + 10);
