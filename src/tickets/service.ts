@@ -279,7 +279,7 @@ export class TicketService {
     let open = await this.#lockOpen(q, e.fingerprint);
     if (!open) {
       const { rows } = await q.query<TicketRow>(
-        'SELECT * FROM tickets WHERE fingerprint = $1 ORDER BY id DESC LIMIT 1 FOR UPDATE',
+        'SELECT * FROM tickets WHERE fingerprint = $1 ORDER BY id DESC LIMIT 1 FOR NO KEY UPDATE',
         [e.fingerprint],
       );
       const last = rows[0];
@@ -612,7 +612,7 @@ export class TicketService {
 
   async #lockOpen(q: Queryable, fingerprint: string): Promise<TicketRow | null> {
     const { rows } = await q.query<TicketRow>(
-      `SELECT * FROM tickets WHERE fingerprint = $1 AND status NOT IN ('resolved', 'closed') FOR UPDATE`,
+      `SELECT * FROM tickets WHERE fingerprint = $1 AND status NOT IN ('resolved', 'closed') FOR NO KEY UPDATE`,
       [fingerprint],
     );
     return rows[0] ?? null;

@@ -175,7 +175,7 @@ export function toIncident(r: IncidentRow): FleetIncident {
 export async function ticketRow(q: Queryable, id: string, lock = false): Promise<TicketRow | null> {
   if (!/^\d{1,19}$/.test(id)) return null;
   const { rows } = await q.query<TicketRow>(
-    `SELECT * FROM tickets WHERE id = $1${lock ? ' FOR UPDATE' : ''}`,
+    `SELECT * FROM tickets WHERE id = $1${lock ? ' FOR NO KEY UPDATE' : ''}`,
     [id],
   );
   return rows[0] ?? null;
