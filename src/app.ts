@@ -23,6 +23,7 @@ import { IngestPipeline } from './ingest/pipeline.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { Metrics } from './metrics/registry.js';
 import { DeviceRegistry } from './registry/devices.js';
+import { type RegisteredDevice, RulesService } from './rules/service.js';
 import { WriteAheadLog } from './wal/index.js';
 
 export interface AppAddresses {
@@ -50,6 +51,7 @@ export interface AppParts {
   deadLetters: DeadLetterStore;
   wal: WriteAheadLog;
   pipeline: IngestPipeline;
+  rules: RulesService;
   broker: EmbeddedBroker | null;
   external: ExternalSubscriber | null;
   http: FastifyInstance;
@@ -159,7 +161,19 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       deviceInfo,
       replyError: (...args) => replyError(...args),
     });
+    const rules = new RulesService({
+      paths: config.rules.paths.map((p) => resolve(p)),
+      watch: config.rules.watch,
+      bus,
+      metrics,
+      log: log.child({ component: 'rules' }),
+    });
+    // Registered before the replay, so restored timers and replayed samples meet the same engine.
+    pipeline.addCheckpointed('rules', rules);
     const { replayed } = await pipeline.start();
+    rules.registerDevices(await allDevices(devices));
+    rules.start();
+    cleanups.unshift(async () => rules.stop());
     cleanups.unshift(() => pipeline.stop());
     log.info(
       { component: 'wal', dir: join(dataDir, 'wal'), lastLsn: wal.lastLsn, replayed },
@@ -255,7 +269,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       external: externalUrl,
       http: httpUrl,
     };
-    parts = { db, devices, deadLetters, wal, pipeline, broker, external, http, addresses, influx };
+    parts = { db, devices, deadLetters, wal, pipeline, rules, broker, external, http, addresses, influx };
     ready = true;
     log.info({ component: 'faultline' }, 'ready');
     return addresses;
@@ -299,6 +313,18 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       return parts;
     },
   };
+}
+
+/** Every registered device, page by page (fleets of 100k: keyset pages of 1,000). */
+async function allDevices(devices: DeviceRegistry): Promise<RegisteredDevice[]> {
+  const out: RegisteredDevice[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await devices.list({ limit: 1000, ...(cursor ? { cursor } : {}) });
+    out.push(...page.items);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor);
+  return out;
 }
 
 type IngestPipelineReply = ConstructorParameters<typeof IngestPipeline>[0]['replyError'];

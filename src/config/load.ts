@@ -25,6 +25,15 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; parse: 
   { env: 'FAULTLINE_HTTP_PORT', path: ['http', 'port'], parse: asInt },
   { env: 'FAULTLINE_ADMIN_TOKEN', path: ['http', 'adminToken'], parse: asString },
   { env: 'FAULTLINE_DATABASE_URL', path: ['database', 'url'], parse: asString },
+  {
+    env: 'FAULTLINE_RULES',
+    path: ['rules', 'paths'],
+    parse: (raw) =>
+      raw
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean),
+  },
   { env: 'FAULTLINE_INFLUX_URL', path: ['influx', 'url'], parse: asString },
   { env: 'FAULTLINE_INFLUX_API', path: ['influx', 'api'], parse: asString },
   { env: 'FAULTLINE_INFLUX_DB', path: ['influx', 'database'], parse: asString },

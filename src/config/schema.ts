@@ -167,6 +167,18 @@ const influxSchema = z
     }
   });
 
+const rulesSchema = z.strictObject({
+  paths: z
+    .array(z.string())
+    .min(1)
+    .default(['rules'])
+    .describe('rule files or directories (*.yaml, not *.test.yaml)'),
+  watch: z
+    .boolean()
+    .default(true)
+    .describe('hot-reload on change; a broken change is refused and the old rules keep running'),
+});
+
 export const configSchema = z.strictObject({
   dataDir: z.string().default('./.faultline-data'),
   log: z
@@ -185,6 +197,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   ingest: ingestSchema.prefault({}),
+  rules: rulesSchema.prefault({}),
   influx: influxSchema.prefault({}),
 });
 

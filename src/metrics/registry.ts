@@ -58,7 +58,64 @@ export class Metrics {
     registers: [this.registry],
   });
   /** Read at scrape time; the app points these at live components. */
-  readonly sources = { walBytes: () => 0, walConsumerLag: (): Record<string, number> => ({}) };
+  readonly sources = {
+    walBytes: () => 0,
+    walConsumerLag: (): Record<string, number> => ({}),
+    rules: (): Array<{
+      id: string;
+      evaluations: number;
+      firedTotal: number;
+      errors: number;
+      firing: number;
+    }> => [],
+    ruleStateBytes: () => 0,
+  };
+  // Per-rule figures are counted inside the engine (a label lookup per evaluation would cost more
+  // than the evaluation) and copied here at scrape time.
+  readonly ruleEvaluations: Counter<'rule'> = new Counter({
+    name: 'faultline_rule_evaluations_total',
+    help: 'Rule evaluations (one rule on one device), by rule',
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+    collect: () => this.copyRules(),
+  });
+  readonly ruleFirings = new Counter({
+    name: 'faultline_rule_firings_total',
+    help: 'Incidents opened, by rule',
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+  });
+  readonly ruleErrors = new Counter({
+    name: 'faultline_rule_errors_total',
+    help: 'Runtime errors while evaluating a rule, by rule',
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+  });
+  readonly rulesFiring = new Gauge({
+    name: 'faultline_rule_incidents_open',
+    help: 'Incidents open now, by rule',
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+  });
+  readonly ruleStateBytes: Gauge = new Gauge({
+    name: 'faultline_rule_state_bytes',
+    help: 'Estimated memory held by per-device rule state',
+    registers: [this.registry],
+    collect: () => this.ruleStateBytes.set(this.sources.ruleStateBytes()),
+  });
+
+  private copyRules(): void {
+    this.ruleEvaluations.reset();
+    this.ruleFirings.reset();
+    this.ruleErrors.reset();
+    this.rulesFiring.reset();
+    for (const r of this.sources.rules()) {
+      this.ruleEvaluations.inc({ rule: r.id }, r.evaluations);
+      this.ruleFirings.inc({ rule: r.id }, r.firedTotal);
+      this.ruleErrors.inc({ rule: r.id }, r.errors);
+      this.rulesFiring.set({ rule: r.id }, r.firing);
+    }
+  }
   readonly walBytes: Gauge = new Gauge({
     name: 'faultline_wal_bytes',
     help: 'Bytes held in the write-ahead log',
