@@ -3,7 +3,7 @@ import { isUniqueViolation, type Queryable } from '../../src/db/db.js';
 import { applyMigrations, MIGRATIONS, type Migration } from '../../src/db/migrations.js';
 import { FaultlineError } from '../../src/errors/catalogue.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { describeBackends, freshDbPerTest, withDb } from '../helpers/db.js';
+import { describeBackends, freshDbPerTest, resetDb, takeBaseline, withDb } from '../helpers/db.js';
 
 describeBackends('database', (backend) => {
   const t = freshDbPerTest(backend);
@@ -70,6 +70,45 @@ describeBackends('database', (backend) => {
       expect(half.rows).toEqual([{ absent: true }]);
       const recorded = await db.query('SELECT id FROM schema_migrations WHERE id = 901');
       expect(recorded.rows).toEqual([]);
+    });
+  });
+
+  describe('test helper reset', () => {
+    it('returns to an empty, freshly migrated schema whatever a test changed', async () => {
+      const { db } = t();
+      const baseline = await takeBaseline(db);
+      const state = async () => ({
+        tables: (await db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"))
+          .rows,
+        columns: (
+          await db.query(
+            "SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'devices'",
+          )
+        ).rows,
+        migrations: (await db.query('SELECT id FROM schema_migrations ORDER BY id')).rows,
+        devices: (await db.query('SELECT count(*)::int AS n FROM devices')).rows,
+      });
+      const fresh = await state();
+      const letter = `INSERT INTO dead_letters (received_at, topic, reason, message, payload, payload_bytes)
+                      VALUES (now(), 't', 'r', 'm', '\\x00', 1) RETURNING id`;
+      expect((await db.query(letter)).rows).toEqual([{ id: '1' }]);
+
+      // Data and a table of its own: the fast path.
+      await db.query(`INSERT INTO devices (id, model, secret_hash) VALUES ('x', 'm', 'h')`);
+      await db.query('CREATE TABLE scratch (x int)');
+      await db.query(`INSERT INTO schema_migrations (id, name, checksum) VALUES (999, 'test', 'c')`);
+      await resetDb(db, baseline);
+      expect(await state()).toEqual(fresh);
+      expect((await db.query(letter)).rows).toEqual([{ id: '1' }]);
+
+      // A changed migrated table: only a full reset undoes it.
+      await db.query('ALTER TABLE devices ADD COLUMN colour text');
+      await db.query('CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$');
+      await resetDb(db, baseline);
+      expect(await state()).toEqual(fresh);
+      expect((await db.query("SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'f'")).rows).toEqual([
+        { n: 0 },
+      ]);
     });
   });
 
