@@ -32,6 +32,8 @@ export interface ProxyRequest {
   body: string;
 }
 
+const FORWARDED_HEADERS = ['content-type', 'content-encoding', 'authorization', 'accept'];
+
 export type ProxyAnswer =
   | 'forward'
   | { status: number; body?: string; headers?: Record<string, string> }
@@ -67,10 +69,9 @@ export async function startFaultProxy(
       if (answer === 'forward') {
         const upstream = await fetch(`${target}${entry.url}`, {
           method: entry.method,
+          // Only what the servers read: hop-by-hop headers (transfer-encoding, connection) must not be copied.
           headers: Object.fromEntries(
-            Object.entries(req.headers).filter(
-              ([k]) => !['host', 'content-length', 'connection'].includes(k),
-            ),
+            Object.entries(req.headers).filter(([k]) => FORWARDED_HEADERS.includes(k)),
           ) as Record<string, string>,
           body: entry.method === 'GET' || entry.method === 'HEAD' ? undefined : entry.body,
         });
