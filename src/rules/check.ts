@@ -262,12 +262,12 @@ export function checkRule(rule: LoadedRule, input: RuleInput): CheckWarning[] {
         );
       }
       if (leaf instanceof FaultsLeaf) {
-        for (const code of leaf.codes) {
+        for (const [code, path] of leaf.codePaths) {
           if (!families.some((f) => code in f.faultCodes)) {
             const list = families
               .map((f) => `${f.pattern}: ${Object.keys(f.faultCodes).join(' ')}`)
               .join('; ');
-            warn(at, `no model in scope reports fault code "${code}" (${list})`);
+            warn(path, `no model in scope reports fault code "${code}" (${list})`);
           }
         }
       }

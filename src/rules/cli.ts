@@ -66,19 +66,20 @@ export async function runRulesTest(paths: string[], out: Output): Promise<number
   }
   let cases = 0;
   let failures = 0;
+  let brokenFiles = 0;
   for (const file of files) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
       out.stderr.write(`${file}:1:1: cannot read: ${(err as Error).message}\n`);
-      failures++;
+      brokenFiles++;
       continue;
     }
     const parsed = parseYamlWith(text, file, ruleTestFileSchema);
     if (!parsed.data) {
       for (const e of parsed.errors) out.stderr.write(`${formatIssue(e)}\n`);
-      failures++;
+      brokenFiles++;
       continue;
     }
     const spec = parsed.data;
@@ -86,7 +87,7 @@ export async function runRulesTest(paths: string[], out: Output): Promise<number
     if (loaded.errors.length > 0) {
       for (const e of loaded.errors) out.stderr.write(`${formatIssue(e)}\n`);
       out.stderr.write(`${file}:1:1: the rules under test do not load\n`);
-      failures++;
+      brokenFiles++;
       continue;
     }
     const start = spec.start ? Date.parse(spec.start) : DEFAULT_TEST_START;
@@ -127,8 +128,10 @@ export async function runRulesTest(paths: string[], out: Output): Promise<number
       if (shown.length === 0) out.stderr.write('      (none)\n');
     }
   }
-  out.stdout.write(`${failures === 0 ? 'OK' : 'FAILED'}: ${cases} test(s), ${failures} failed\n`);
-  return failures === 0 ? 0 : 1;
+  const ok = failures === 0 && brokenFiles === 0;
+  const broken = brokenFiles > 0 ? `, ${brokenFiles} file(s) could not run` : '';
+  out.stdout.write(`${ok ? 'OK' : 'FAILED'}: ${cases} test(s), ${failures} failed${broken}\n`);
+  return ok ? 0 : 1;
 }
 
 /** `tsx src/rules/cli.ts check|test <paths...>` */

@@ -395,6 +395,8 @@ export class AggregateLeaf extends Leaf {
 export class FaultsLeaf extends Leaf {
   readonly kind = 'faults';
   readonly metric = null;
+  /** Where each code is written, for check messages. */
+  codePaths: Array<[string, Array<string | number>]> = [];
   constructor(
     readonly codes: ReadonlySet<string>,
     readonly countRef: number | { param: string },
@@ -783,6 +785,11 @@ function compileCondition(
       count = { param: name };
     }
     const fl = new FaultsLeaf(codes, count, parseDuration(f.within));
+    fl.codePaths = f.codes
+      ? f.codes.map((c, i) => [c, [...p, 'codes', i]])
+      : f.code
+        ? [[f.code, [...p, 'code']]]
+        : [];
     fl.stateSlot = ctx.stateSlots++;
     ctx.faultLeaves.push(fl);
     leaf = fl;

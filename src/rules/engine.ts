@@ -566,14 +566,25 @@ export class RuleEngine {
     return serverTime - (Number.isNaN(dev.off) ? 0 : dev.off);
   }
 
+  /**
+   * Where "now" is on the device's clock for judging late and stale: from the offset
+   * known before this message, since a message cannot vouch for its own punctuality.
+   * A device's first message is judged against a synced clock (the bridge refuses
+   * timestamps far in the future, and device clocks are NTP-synced by contract).
+   */
+  private judgeNow(priorOffset: number, receivedAt: number): number {
+    return receivedAt - (Number.isNaN(priorOffset) ? 0 : priorOffset);
+  }
+
   ingestTelemetry(device: EngineDevice, samples: EngineSample[], receivedAt: number): void {
     if (samples.length === 0) return;
     this.serverNow = this.now();
     const sorted = sortByTs(samples);
     const dev = this.getDev(device, (sorted[0] as EngineSample).ts);
+    const prior = dev.off;
     this.updateOffset(dev, receivedAt, (sorted[sorted.length - 1] as EngineSample).ts);
     for (const s of sorted) this.processSample(dev, s);
-    this.flush(this.deviceNow(dev, receivedAt));
+    this.flush(this.judgeNow(prior, receivedAt));
     this.reschedule(dev);
   }
 
@@ -582,9 +593,10 @@ export class RuleEngine {
     this.serverNow = this.now();
     const sorted = sortByTs(faults);
     const dev = this.getDev(device, (sorted[0] as EngineFault).ts);
+    const prior = dev.off;
     this.updateOffset(dev, receivedAt, (sorted[sorted.length - 1] as EngineFault).ts);
     for (const f of sorted) this.processFault(dev, f);
-    this.flush(this.deviceNow(dev, receivedAt));
+    this.flush(this.judgeNow(prior, receivedAt));
     this.reschedule(dev);
   }
 
@@ -1418,7 +1430,8 @@ export class RuleEngine {
    * downtime counts toward them (a for: 10m pending since 09:00 fires at 09:10 or at
    * once after a later restore, if the data has no gap beyond maxGap). The engine's
    * own downtime does not count as device silence: absence references move forward by it.
-   * Due timers fire before restore returns.
+   * Restore emits nothing itself: timers already due show in nextDeadline() (<= now) and
+   * fire on the next tick, after the integrator has attached its listeners.
    */
   restore(snap: RuleStateSnapshot, now: number): void {
     if (snap.format !== 'faultline.rules/v1')
@@ -1469,7 +1482,6 @@ export class RuleEngine {
     }
     this.recountFiring();
     for (const dev of this.devices.values()) this.reschedule(dev);
-    this.tick(now);
   }
 
   private shiftMetricAbsence(dev: Dev, i: number, oldSince: number, downtime: number): void {

@@ -171,6 +171,11 @@ function flatten(issue: z.core.$ZodIssue, root: unknown, prefix: Path = []): Fla
   if (issue.code === 'invalid_union') {
     const branches = (issue as unknown as { errors: z.core.$ZodIssue[][] }).errors;
     const value = valueAt(root, path);
+    if (value === undefined && path.length > 0) {
+      return [
+        { path: path.slice(0, -1), message: `missing required key "${String(path[path.length - 1])}"` },
+      ];
+    }
     const isObject = value !== null && typeof value === 'object' && !Array.isArray(value);
     if (branches.length === CONDITION_KINDS.length && isObject) {
       const keys = Object.keys(value as object);

@@ -68,6 +68,40 @@ describe('late batches from an offline buffer', () => {
   });
 });
 
+describe('a first message that is an old buffer', () => {
+  it('is judged against a synced clock: late, and stale when the episode is long over', () => {
+    const h = new Harness(overheat, { staleAfterMs: 30 * MIN });
+    const t0 = T0 - 3 * HOUR;
+    const buffered = Array.from({ length: 20 }, (_, i) => ({
+      ts: t0 + i * MIN,
+      metrics: { compressor_temp: i < 12 ? 99 : 80 },
+    }));
+    h.batch(ac, buffered, T0);
+    expect(h.events.map((e) => [e.type, e.deviceTime - t0, e.late, e.stale])).toEqual([
+      ['rule.fired', 10 * MIN, true, true],
+      ['rule.resolved', 14 * MIN, true, true],
+    ]);
+  });
+
+  it('a device whose clock runs two hours behind is late only on its first message, then timers follow its clock', () => {
+    const h = new Harness(
+      rules(`
+  - id: silent
+    title: t
+    severity: minor
+    when: { absent: { for: 30m } }
+`),
+    );
+    const skew = 2 * HOUR;
+    h.series(ac, T0, MIN, 10, () => ({ room_temp: 20 }), skew);
+    // silence counts from the last message on the device's own clock, not two hours early
+    h.advance(T0 + skew + 38 * MIN);
+    expect(h.events).toEqual([]);
+    h.advance(T0 + skew + 39 * MIN);
+    expect(h.events.map((e) => [e.deviceTime - T0, e.late])).toEqual([[39 * MIN, false]]);
+  });
+});
+
 describe('out-of-order samples', () => {
   it('never rewrite the past: an old sample does not reset a pending timer', () => {
     const h = new Harness(overheat);
