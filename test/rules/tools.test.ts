@@ -11,20 +11,26 @@ import { expandSeries } from '../../src/rules/testfile.js';
 import { tempDir } from '../helpers/process.js';
 import { device, MIN, rules, T0 } from './harness.js';
 
-function capture(): {
-  out: { stdout: { write(s: string): boolean }; stderr: { write(s: string): boolean } };
-  stdout(): string;
-  stderr(): string;
-} {
-  let o = '';
-  let e = '';
+function capture() {
+  const o: string[] = [];
+  const e: string[] = [];
   return {
     out: {
-      stdout: { write: (s: string) => ((o += s), true) },
-      stderr: { write: (s: string) => ((e += s), true) },
+      stdout: {
+        write(s: string) {
+          o.push(s);
+          return true;
+        },
+      },
+      stderr: {
+        write(s: string) {
+          e.push(s);
+          return true;
+        },
+      },
     },
-    stdout: () => o,
-    stderr: () => e,
+    stdout: () => o.join(''),
+    stderr: () => e.join(''),
   };
 }
 
