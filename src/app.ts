@@ -241,7 +241,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       metrics,
       devices,
       deadLetters,
-      extraRoutes: [influx.routes],
+      extraRoutes: [rules.routes, influx.routes],
       readiness: () => ({
         ready,
         components: {
