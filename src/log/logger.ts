@@ -20,6 +20,8 @@ export const REDACT_PATHS = [
   'config.http.adminToken',
   'config.http.tokens',
   'config.mqtt.external.password',
+  'config.influx.token',
+  'config.influx.password',
 ];
 
 export interface LoggerOptions {

@@ -45,9 +45,18 @@ afterAll(async () => {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+interface SeriesBody {
+  device: string;
+  step: string;
+  stepMs: number;
+  stepAdjusted: boolean;
+  series: Array<{ metric: string; aggregate: string; points: Array<[number, number | string | boolean]> }>;
+  error?: { code: string };
+}
+
 async function series(query: string, token = ADMIN_TOKEN) {
   const res = await bridge.api(`/api/v1/devices/h-1/series?${query}`, { token });
-  return { status: res.status, body: (await res.json()) as Record<string, any> };
+  return { status: res.status, body: (await res.json()) as SeriesBody };
 }
 
 describe('history API', () => {
@@ -57,13 +66,13 @@ describe('history API', () => {
     );
     expect(status).toBe(200);
     expect(body).toMatchObject({ device: 'h-1', step: '5m', stepMs: 300_000, stepAdjusted: false });
-    const [temp, mode] = body.series;
+    const [temp, mode] = body.series as [SeriesBody['series'][0], SeriesBody['series'][0]];
     expect(temp.metric).toBe('temp');
     expect(temp.aggregate).toBe('mean');
     // 30 samples per 5 minutes: i = 30k .. 30k+29, mean 30k + 14.5.
     expect(temp.points).toEqual(Array.from({ length: 12 }, (_, k) => [T0 + k * 300_000, 30 * k + 14.5]));
     expect(mode).toMatchObject({ metric: 'mode', aggregate: 'last' });
-    expect(mode.points.map((p: [number, string]) => p[1])).toEqual(
+    expect(mode.points.map((p) => p[1])).toEqual(
       Array.from({ length: 12 }, (_, k) => (k % 2 === 0 ? 'cool' : 'heat')),
     );
   });
@@ -73,22 +82,22 @@ describe('history API', () => {
     const chosen = await series(`metrics=temp&${range}`);
     // 1 h / 500 points would be 7.2 s, but the cap (100 here) comes first: 36 s, so the next nice step.
     expect(chosen.body).toMatchObject({ step: '1m', stepMs: 60_000, stepAdjusted: false });
-    expect(chosen.body.series[0].points).toHaveLength(60);
+    expect(chosen.body.series[0]!.points).toHaveLength(60);
 
     const tooFine = await series(`metrics=temp&${range}&step=1s`);
     expect(tooFine.body).toMatchObject({ step: '1m', stepAdjusted: true });
-    expect(tooFine.body.series[0].points.length).toBeLessThanOrEqual(100);
+    expect(tooFine.body.series[0]!.points.length).toBeLessThanOrEqual(100);
   });
 
   it('lets staff read history, and refuses bad input and unknown devices', async () => {
     const range = `from=${iso(T0)}&to=${iso(T0 + 600_000)}&step=10m`;
     const staff = await series(`metrics=temp&${range}`, STAFF_TOKEN);
     expect(staff.status).toBe(200);
-    expect(staff.body.series[0].points).toEqual([[T0, 29.5]]);
+    expect(staff.body.series[0]!.points).toEqual([[T0, 29.5]]);
 
     const badMetric = await series(`metrics=Temp;DROP&${range}`);
     expect(badMetric.status).toBe(400);
-    expect(badMetric.body.error.code).toBe('FL_VALIDATION');
+    expect(badMetric.body.error?.code).toBe('FL_VALIDATION');
     const backwards = await series(`metrics=temp&from=${iso(T0 + 600_000)}&to=${iso(T0)}`);
     expect(backwards.status).toBe(400);
     const unknown = await bridge.api(`/api/v1/devices/nobody/series?metrics=temp&${range}`);
