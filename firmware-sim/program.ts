@@ -207,6 +207,7 @@ interface DriveOptions {
   brokerUrl: string;
   json: boolean;
   progress: boolean;
+  progressIntervalMs?: number | undefined;
   durationMs: number | undefined;
   seed?: string;
   onDone?: () => Promise<void>;
@@ -230,7 +231,12 @@ async function drive(fleet: Fleet, io: Io, d: DriveOptions): Promise<number> {
   io.signals.on('SIGINT', onSignal);
   io.signals.on('SIGTERM', onSignal);
   const stopProgress = d.progress
-    ? startProgress(fleet, { out: io.stderr, durationMs: d.durationMs, startMs: fleet.clock.startMs })
+    ? startProgress(fleet, {
+        out: io.stderr,
+        durationMs: d.durationMs,
+        startMs: fleet.clock.startMs,
+        ...(d.progressIntervalMs !== undefined ? { intervalMs: d.progressIntervalMs } : {}),
+      })
     : () => {};
   try {
     await fleet.start();
@@ -312,6 +318,10 @@ export function buildProgram(io: Io): Command {
     .option('--keepalive <s>', 'MQTT keepalive, seconds', intArg('--keepalive', 0))
     .option('--connect-timeout <d>', 'give up on a device that gets no CONNACK within this', '10s')
     .option('--no-progress', 'no progress line on stderr')
+    .option(
+      '--progress-interval <d>',
+      'how often to print progress (default 0.5s on a terminal, 10s otherwise)',
+    )
     .option('--json', 'print the summary as JSON')
     .action(async (o) => {
       const fleetFile = loadFleet(o);
@@ -358,6 +368,7 @@ export function buildProgram(io: Io): Command {
         brokerUrl: transport.brokerUrl,
         json: o.json === true,
         progress: o.progress !== false,
+        progressIntervalMs: o.progressInterval === undefined ? undefined : parseDuration(o.progressInterval),
         durationMs: timing.durationMs,
         seed: fleetFile.seed,
         ...(recorder ? { onDone: () => recorder.close() } : {}),
@@ -493,6 +504,10 @@ export function buildProgram(io: Io): Command {
       intArg('--max-inflight', 1),
     )
     .option('--no-progress', 'no progress line on stderr')
+    .option(
+      '--progress-interval <d>',
+      'how often to print progress (default 0.5s on a terminal, 10s otherwise)',
+    )
     .option('--json', 'print the summary as JSON')
     .action(async (file: string, o) => {
       const { header, entries } = await readStreamFile(file);
@@ -516,6 +531,7 @@ export function buildProgram(io: Io): Command {
         brokerUrl: transport.brokerUrl,
         json: o.json === true,
         progress: o.progress !== false,
+        progressIntervalMs: o.progressInterval === undefined ? undefined : parseDuration(o.progressInterval),
         durationMs: last - plan.startMs || undefined,
       });
       io.setExitCode(code);

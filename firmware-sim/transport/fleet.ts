@@ -236,7 +236,7 @@ export class Fleet {
         link.connect();
         break;
       case 'drop':
-        if (link.state === 'online' || link.state === 'connecting') {
+        if (link.wantsOnline && link.state !== 'failed') {
           this.stats.drops++;
           this.stats.online--;
           link.drop();

@@ -36,6 +36,7 @@ export class DeviceLink {
   private backlog: PublishEvent[] = [];
   private drainWaiters: Array<() => void> = [];
   private closing = false;
+  private wantOnline = false;
   private abortConnect: (() => void) | undefined;
 
   constructor(
@@ -48,15 +49,25 @@ export class DeviceLink {
     return this.backlog.length;
   }
 
-  /** Connects unless already connected or connecting; a failed link stays failed. */
+  /**
+   * Whether the device means to be connected once queued work is done. The stream
+   * may say "drop, connect" faster than the drop happens, so this, not `state`,
+   * decides whether a connect is news.
+   */
+  get wantsOnline(): boolean {
+    return this.wantOnline;
+  }
+
+  /** Connects unless already connected or about to be; a failed link stays failed. */
   connect(): void {
-    if (this.state === 'idle' || this.state === 'down') {
-      this.state = 'connecting';
-      this.enqueue(() => this.doConnect());
-    }
+    if (this.wantOnline || this.state === 'failed' || this.closing) return;
+    this.wantOnline = true;
+    if (this.state === 'idle' || this.state === 'down') this.state = 'connecting';
+    this.enqueue(() => this.doConnect());
   }
 
   drop(): void {
+    this.wantOnline = false;
     this.enqueue(() => this.doDrop());
   }
 
@@ -147,6 +158,8 @@ export class DeviceLink {
   }
 
   private async doConnect(): Promise<void> {
+    if (this.state === 'online') return;
+    this.state = 'connecting';
     await this.env.pacer.take();
     if (this.closing) {
       this.state = 'closed';

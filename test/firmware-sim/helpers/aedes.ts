@@ -27,6 +27,8 @@ export interface TestBroker {
   connects: ConnectRecord[];
   /** Optional credential check; return false to refuse with "bad username or password". */
   authorize?: (clientId: string, username: string | undefined, password: string | undefined) => boolean;
+  /** Holds each publish this long before accepting it, so PUBACKs lag and messages pile up in flight. */
+  ackDelayMs?: number;
   close(): Promise<void>;
 }
 
@@ -41,6 +43,10 @@ export async function startBroker(): Promise<TestBroker> {
       if (ok) return done(null, true);
       const err = Object.assign(new Error('bad credentials'), { returnCode: 4 as const });
       return done(err, false);
+    },
+    authorizePublish: (_client, _packet, done) => {
+      if (state.ackDelayMs) setTimeout(() => done(null), state.ackDelayMs);
+      else done(null);
     },
     preConnect: (_client, packet, done) => {
       connects.push({
