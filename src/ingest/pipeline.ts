@@ -79,6 +79,8 @@ export class IngestPipeline {
     this.dedup = new Deduplicator(o.dedupWindow);
     this.cursor = o.wal.cursor('pipeline');
     this.now = o.now ?? Date.now;
+    // Paused clients append nothing, so only the log itself can say it has room again.
+    o.wal.on('full', () => this.updatePressure());
   }
 
   /** Registers state (rule engine windows, ...) saved with each checkpoint. Call before start(). */
