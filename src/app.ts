@@ -24,6 +24,7 @@ import { createLogger, type Logger } from './log/logger.js';
 import { Metrics } from './metrics/registry.js';
 import { DeviceRegistry } from './registry/devices.js';
 import { type RegisteredDevice, RulesService } from './rules/service.js';
+import { createTickets, type TicketsFeature } from './tickets/index.js';
 import { WriteAheadLog } from './wal/index.js';
 
 export interface AppAddresses {
@@ -52,6 +53,7 @@ export interface AppParts {
   wal: WriteAheadLog;
   pipeline: IngestPipeline;
   rules: RulesService;
+  tickets: TicketsFeature;
   broker: EmbeddedBroker | null;
   external: ExternalSubscriber | null;
   http: FastifyInstance;
@@ -98,6 +100,12 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
     log.info({ component: 'database', backend: db.kind }, `database ready (${db.kind})`);
     const devices = new DeviceRegistry(db);
     const deadLetters = new DeadLetterStore(db);
+    // Subscribed before the log replay, so rule events it produces open tickets too; one handled
+    // before a restart is recognised by its incident id and not counted twice.
+    const tickets = createTickets({ config, db, bus, metrics, log: log.child({ component: 'tickets' }) });
+    // Runs after the pipeline and the rules have stopped (no new rule events) and before the
+    // database closes, so events in flight are written and pending deliveries stay in the outbox.
+    cleanups.unshift(() => tickets.stop());
     const adminToken = config.http.adminToken ?? (await bootstrapAdminToken(dataDir, log));
     const effective: Readonly<Config> = Object.freeze({
       ...config,
@@ -241,7 +249,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       metrics,
       devices,
       deadLetters,
-      extraRoutes: [rules.routes, influx.routes],
+      extraRoutes: [rules.routes, influx.routes, ...tickets.routes],
       readiness: () => ({
         ready,
         components: {
@@ -257,6 +265,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
     const httpPort = typeof address === 'object' && address ? address.port : config.http.port;
     const httpUrl = `http://${displayHost(config.http.host)}:${httpPort}`;
     await updateLock(dataDir, { httpUrl });
+    tickets.start();
     log.info(
       { component: 'http' },
       `HTTP API on ${httpUrl}/api/v1 (docs ${httpUrl}/docs, metrics ${httpUrl}/metrics)`,
@@ -269,7 +278,20 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       external: externalUrl,
       http: httpUrl,
     };
-    parts = { db, devices, deadLetters, wal, pipeline, rules, broker, external, http, addresses, influx };
+    parts = {
+      db,
+      devices,
+      deadLetters,
+      wal,
+      pipeline,
+      rules,
+      tickets,
+      broker,
+      external,
+      http,
+      addresses,
+      influx,
+    };
     ready = true;
     log.info({ component: 'faultline' }, 'ready');
     return addresses;

@@ -3,6 +3,7 @@
  * no file) gives a bridge that runs on embedded defaults: Aedes, PGlite, no InfluxDB.
  */
 import { z } from 'zod';
+import { ticketsConfigSchema } from '../tickets/config.js';
 
 const port = z.number().int().min(0).max(65_535);
 const duration = z.number().int().min(0);
@@ -199,6 +200,7 @@ export const configSchema = z.strictObject({
   ingest: ingestSchema.prefault({}),
   rules: rulesSchema.prefault({}),
   influx: influxSchema.prefault({}),
+  tickets: ticketsConfigSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

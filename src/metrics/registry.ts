@@ -7,6 +7,11 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
+export interface TicketScrape {
+  open: Array<{ rule: string; model: string; team: string; priority: string; count: number }>;
+  figures: Record<string, number | null>;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
@@ -69,6 +74,8 @@ export class Metrics {
       firing: number;
     }> => [],
     ruleStateBytes: () => 0,
+    /** Ticket figures from the database; null when tickets are off or the query failed. */
+    tickets: async (): Promise<TicketScrape | null> => null,
   };
   // Per-rule figures are counted inside the engine (a label lookup per evaluation would cost more
   // than the evaluation) and copied here at scrape time.
@@ -116,6 +123,74 @@ export class Metrics {
       this.rulesFiring.set({ rule: r.id }, r.firing);
     }
   }
+  readonly ticketsOpened = new Counter({
+    name: 'faultline_tickets_opened_total',
+    help: 'Tickets opened, by priority at opening and team',
+    labelNames: ['priority', 'team'] as const,
+    registers: [this.registry],
+  });
+  readonly ticketsReopened = new Counter({
+    name: 'faultline_tickets_reopened_total',
+    help: 'Resolved or closed tickets reopened (by a recurrence or by staff)',
+    registers: [this.registry],
+  });
+  readonly ticketEscalations = new Counter({
+    name: 'faultline_ticket_sla_escalations_total',
+    help: 'SLA breaches escalated, by target (response, resolution)',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+  readonly onCallPages = new Counter({
+    name: 'faultline_oncall_pages_total',
+    help: 'On-call pages (P1 and safety tickets), at most one per ticket cycle',
+    registers: [this.registry],
+  });
+  readonly webhookAttempts = new Counter({
+    name: 'faultline_webhook_attempts_total',
+    help: 'Outbox delivery attempts, by receiver and outcome (delivered, retry, dead)',
+    labelNames: ['receiver', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  // Ticket figures come from the database (they must agree across bridges sharing it), once per
+  // scrape however many gauges ask.
+  readonly ticketsOpen: Gauge<'rule' | 'model' | 'team' | 'priority'> = new Gauge({
+    name: 'faultline_tickets_open',
+    help: 'Tickets neither resolved nor closed, by rule, model, team and priority',
+    labelNames: ['rule', 'model', 'team', 'priority'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      const s = await this.scrapeTickets();
+      this.ticketsOpen.reset();
+      for (const g of s?.open ?? []) this.ticketsOpen.set(g, g.count);
+    },
+  });
+  readonly ticketFigures: Gauge<'figure'> = new Gauge({
+    name: 'faultline_ticket_figure',
+    help:
+      'Over tickets opened in the last 30 days: median_response_seconds, median_resolution_seconds ' +
+      '(SLA clock), sla_breach_ratio, resolution_ratio; and fleet_incidents_open, webhook_deliveries_pending, ' +
+      'webhook_deliveries_dead',
+    labelNames: ['figure'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      const s = await this.scrapeTickets();
+      this.ticketFigures.reset();
+      if (!s) return;
+      for (const [figure, value] of Object.entries(s.figures)) {
+        if (value !== null) this.ticketFigures.set({ figure }, value);
+      }
+    },
+  });
+  private ticketScrape: { at: number; value: Promise<TicketScrape | null> } | null = null;
+
+  private scrapeTickets(): Promise<TicketScrape | null> {
+    const now = Date.now();
+    if (!this.ticketScrape || now - this.ticketScrape.at > 1_000) {
+      this.ticketScrape = { at: now, value: this.sources.tickets().catch(() => null) };
+    }
+    return this.ticketScrape.value;
+  }
+
   readonly walBytes: Gauge = new Gauge({
     name: 'faultline_wal_bytes',
     help: 'Bytes held in the write-ahead log',

@@ -1037,6 +1037,38 @@ export class TicketService {
     return rows[0] ? toTicket(rows[0], this.#now()) : null;
   }
 
+  /**
+   * Timeline entries after `afterEventId`, oldest first, for a live screen resuming its stream
+   * (SSE Last-Event-ID). Each carries the ticket as it is now, not as it was then.
+   */
+  async changesSince(afterEventId: string, limit = 1_000): Promise<TicketChange[]> {
+    const { rows } = await this.#db.query<{
+      id: string;
+      ticket_id: string;
+      at: Date;
+      actor: string;
+      kind: TicketEventKind;
+      data: Record<string, unknown>;
+    }>('SELECT id, ticket_id, at, actor, kind, data FROM ticket_events WHERE id > $1 ORDER BY id LIMIT $2', [
+      afterEventId,
+      limit,
+    ]);
+    if (rows.length === 0) return [];
+    const now = this.#now();
+    const tickets = await this.#db.query<TicketRow>('SELECT * FROM tickets WHERE id = ANY($1::bigint[])', [
+      [...new Set(rows.map((r) => r.ticket_id))],
+    ]);
+    const byId = new Map(tickets.rows.map((t) => [t.id, toTicket(t, now)]));
+    return rows.map((r) => ({
+      eventId: r.id,
+      kind: r.kind,
+      at: r.at.toISOString(),
+      actor: r.actor,
+      data: r.data,
+      ticket: byId.get(r.ticket_id)!,
+    }));
+  }
+
   async list(query: TicketListQuery = {}): Promise<{ items: Ticket[]; nextCursor: string | null }> {
     return listTickets(this.#db, query, this.#now());
   }

@@ -430,13 +430,39 @@ export class Outbox {
     };
   }
 
-  async counts(): Promise<Record<DeliveryStatus, number>> {
-    const { rows } = await this.#db.query<{ status: DeliveryStatus; n: number }>(
-      'SELECT status, count(*)::int AS n FROM outbox_deliveries GROUP BY status',
+  async counts(): Promise<{ pending: number; dead: number }> {
+    // Delivered rows are the bulk and nobody alerts on them: count only the two that matter.
+    const { rows } = await this.#db.query<{ pending: number; dead: number }>(
+      `SELECT (SELECT count(*) FROM outbox_deliveries WHERE status = 'pending')::int AS pending,
+              (SELECT count(*) FROM outbox_deliveries WHERE status = 'dead')::int AS dead`,
     );
-    const out: Record<DeliveryStatus, number> = { pending: 0, delivered: 0, dead: 0 };
-    for (const r of rows) out[r.status] = r.n;
-    return out;
+    return rows[0]!;
+  }
+
+  /**
+   * Deletes messages created before `before` whose deliveries are all finished (delivered or
+   * dead), with their delivery rows and attempt logs. Returns how many messages went.
+   */
+  async prune(before: Date, batch = 1_000): Promise<number> {
+    return this.#db.tx(async (q) => {
+      const { rows } = await q.query<{ id: string }>(
+        `SELECT m.id FROM outbox_messages m
+         WHERE m.created_at < $1
+           AND NOT EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.message_id = m.id AND d.status = 'pending')
+         ORDER BY m.id LIMIT $2`,
+        [before, batch],
+      );
+      if (rows.length === 0) return 0;
+      const ids = rows.map((r) => r.id);
+      await q.query(
+        `DELETE FROM outbox_attempts WHERE delivery_id IN
+           (SELECT id FROM outbox_deliveries WHERE message_id = ANY($1::bigint[]))`,
+        [ids],
+      );
+      await q.query('DELETE FROM outbox_deliveries WHERE message_id = ANY($1::bigint[])', [ids]);
+      await q.query('DELETE FROM outbox_messages WHERE id = ANY($1::bigint[])', [ids]);
+      return ids.length;
+    });
   }
 
   /** Starts the background loop: a pass every pollMs, and one soon after wake(). */
