@@ -155,6 +155,16 @@ export class EmbeddedBroker {
     });
   }
 
+  /** Drops a device's live session (it was disabled); its next CONNECT is refused. */
+  disconnectDevice(deviceId: string, reason: string): void {
+    const client = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[
+      deviceId
+    ];
+    if (!client) return;
+    this.o.log.info({ deviceId, reason }, 'disconnecting device');
+    client.close();
+  }
+
   get connectedClients(): number {
     return this.connections.size;
   }

@@ -95,7 +95,17 @@ export interface DeviceRegistryOptions {
   cacheTtlMs?: number;
   /** Rows per INSERT during CSV import. */
   importChunkSize?: number;
+  /**
+   * Told after a change commits, so the broker can drop a disabled device's live session and the
+   * rule engine can watch a new device for silence before it ever reports.
+   */
+  onChange?: (change: DeviceChange) => void;
 }
+
+export type DeviceChange =
+  | { kind: 'added'; devices: DeviceRecord[] }
+  | { kind: 'imported'; ids: string[] }
+  | { kind: 'disabled' | 'enabled'; id: string };
 
 const MAX_REPORTED_ERRORS = 100;
 const DEFAULT_LIMIT = 100;
@@ -216,6 +226,7 @@ interface CacheEntry {
 export class DeviceRegistry {
   readonly #db: Db;
   readonly #log: Logger | undefined;
+  readonly #onChange: ((change: DeviceChange) => void) | undefined;
   readonly #cacheSize: number;
   readonly #cacheTtlMs: number;
   readonly #chunkSize: number;
@@ -230,6 +241,7 @@ export class DeviceRegistry {
   constructor(db: Db, options: DeviceRegistryOptions = {}) {
     this.#db = db;
     this.#log = options.log;
+    this.#onChange = options.onChange;
     this.#cacheSize = options.cacheSize ?? 50_000;
     this.#cacheTtlMs = options.cacheTtlMs ?? 60_000;
     this.#chunkSize = options.importChunkSize ?? 1000;
@@ -256,7 +268,9 @@ export class DeviceRegistry {
           hashSecret(d.secret),
         ],
       );
-      return toRecord(rows[0]!);
+      const record = toRecord(rows[0]!);
+      this.#onChange?.({ kind: 'added', devices: [record] });
+      return record;
     } catch (err) {
       if (isUniqueViolation(err)) {
         throw new FaultlineError('FL_DEVICE_EXISTS', `device ${d.id} already exists`, { id: d.id });
@@ -311,7 +325,9 @@ export class DeviceRegistry {
         [id, disabled],
       );
       if (!rows[0]) throw new FaultlineError('FL_DEVICE_NOT_FOUND', `no device ${id}`, { id });
-      return toRecord(rows[0]);
+      const record = toRecord(rows[0]);
+      this.#onChange?.({ kind: disabled ? 'disabled' : 'enabled', id });
+      return record;
     } finally {
       this.#invalidate(id);
     }
@@ -408,6 +424,7 @@ export class DeviceRegistry {
     });
     for (const r of rows) this.#invalidate(r.values[0]);
     this.#log?.info({ imported: rows.length }, 'devices imported');
+    this.#onChange?.({ kind: 'imported', ids: rows.map((r) => r.values[0]) });
     return { imported: rows.length, errors: [] };
   }
 

@@ -94,6 +94,16 @@ describe('embedded broker: authentication', () => {
     expect(await metric('faultline_mqtt_connections_refused_total', 'reason="disabled"')).toBe(1);
   });
 
+  it('drops the live session of a device when it is disabled', async () => {
+    const secret = await bridge.addDevice('ac-live-dis');
+    const client = await bridge.connect('ac-live-dis', secret);
+    const closed = new Promise<void>((r) => client.once('close', () => r()));
+    const res = await bridge.api('/api/v1/devices/ac-live-dis/disable', { method: 'POST' });
+    expect(res.status).toBe(200);
+    await closed;
+    expect(await refusalCode('ac-live-dis', 'ac-live-dis', secret)).toBe(5);
+  });
+
   it('refuses a client whose username is not its client id', async () => {
     const secret = await bridge.addDevice('ac-mismatch');
     expect(await refusalCode('ac-other', 'ac-mismatch', secret)).toBe(5);
