@@ -22,8 +22,8 @@ import { DbSink } from './ingest/db-sink.js';
 import { IngestPipeline } from './ingest/pipeline.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { Metrics } from './metrics/registry.js';
-import { DeviceRegistry } from './registry/devices.js';
-import { type RegisteredDevice, RulesService } from './rules/service.js';
+import { type DeviceChange, type DeviceRecord, DeviceRegistry } from './registry/devices.js';
+import { RulesService } from './rules/service.js';
 import { createTickets, type TicketsFeature } from './tickets/index.js';
 import { WriteAheadLog } from './wal/index.js';
 
@@ -98,7 +98,11 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
     const db = await openDb({ url: config.database.url, dataDir, log });
     cleanups.unshift(() => db.close());
     log.info({ component: 'database', backend: db.kind }, `database ready (${db.kind})`);
-    const devices = new DeviceRegistry(db);
+    let onDeviceChange: (change: DeviceChange) => void = () => undefined;
+    const devices = new DeviceRegistry(db, {
+      log: log.child({ component: 'registry' }),
+      onChange: (c) => onDeviceChange(c),
+    });
     const deadLetters = new DeadLetterStore(db);
     // Subscribed before the log replay, so rule events it produces open tickets too; one handled
     // before a restart is recognised by its incident id and not counted twice.
@@ -179,7 +183,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
     // Registered before the replay, so restored timers and replayed samples meet the same engine.
     pipeline.addCheckpointed('rules', rules);
     const { replayed } = await pipeline.start();
-    rules.registerDevices(await allDevices(devices));
+    rules.registerDevices((await allDevices(devices)).filter((d) => !d.disabled));
     rules.start();
     cleanups.unshift(async () => rules.stop());
     cleanups.unshift(() => pipeline.stop());
@@ -242,6 +246,20 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       cleanups.unshift(() => e.stop());
       log.info({ component: 'external', ...started }, `subscribed to external broker ${started.url}`);
     }
+
+    onDeviceChange = (change) => {
+      if (change.kind === 'added') rules.registerDevices(change.devices);
+      else if (change.kind === 'disabled') {
+        rules.removeDevice(change.id);
+        broker?.disconnectDevice(change.id, 'device disabled');
+      } else {
+        // An import (up to 100k ids) or a re-enabled device: re-read what the engine should watch.
+        allDevices(devices).then(
+          (all) => rules.registerDevices(all.filter((d) => !d.disabled)),
+          (err: unknown) => log.error({ err }, 'could not refresh devices for the rule engine'),
+        );
+      }
+    };
 
     const http = await buildHttpServer({
       config: effective,
@@ -338,8 +356,8 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
 }
 
 /** Every registered device, page by page (fleets of 100k: keyset pages of 1,000). */
-async function allDevices(devices: DeviceRegistry): Promise<RegisteredDevice[]> {
-  const out: RegisteredDevice[] = [];
+async function allDevices(devices: DeviceRegistry): Promise<DeviceRecord[]> {
+  const out: DeviceRecord[] = [];
   let cursor: string | undefined;
   do {
     const page = await devices.list({ limit: 1000, ...(cursor ? { cursor } : {}) });
