@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { openDataAccess } from './cli/data-access.js';
 import { loadConfig } from './config/load.js';
 import { isFaultlineError } from './errors/catalogue.js';
+import { backtestCommand } from './influx/backtest.js';
 import { EXIT, runBridge } from './main.js';
 
 const program = new Command();
@@ -127,6 +128,38 @@ program
           cursor: o.cursor,
         }),
       );
+    });
+  });
+
+// The rule tools may define this group too; backtest joins it rather than making a second one.
+const rulesGroup =
+  program.commands.find((c) => c.name() === 'rules') ?? program.command('rules').description('rule tools');
+rulesGroup
+  .command('backtest [paths...]')
+  .description(
+    'evaluate rules over the history in InfluxDB: the tickets that would have opened, and how many per day',
+  )
+  .requiredOption(
+    '--from <time>',
+    'start: ISO 8601 time or date (UTC), or a duration back from now such as 30d',
+  )
+  .option('--to <time>', 'end (exclusive), same forms; default now')
+  .option('--device <id>', 'only this device')
+  .option('--model <model>', 'only devices of this model')
+  .option('--json', 'print the report as JSON')
+  .option('--max-items <n>', 'most samples and fault events to load (they are replayed in memory)')
+  .action(async (paths: string[], o: Record<string, string | boolean | undefined>) => {
+    process.exitCode = await backtestCommand({
+      config: loadConfig({ file: configFile() }),
+      paths,
+      from: String(o.from),
+      to: o.to as string | undefined,
+      device: o.device as string | undefined,
+      model: o.model as string | undefined,
+      json: o.json === true,
+      maxItems: o.maxItems as string | undefined,
+      stdout: process.stdout,
+      stderr: process.stderr,
     });
   });
 

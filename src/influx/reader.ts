@@ -128,12 +128,23 @@ export class InfluxReader {
    * Every point of one device in [from, to), oldest first, paged by time so no response gets
    * large. Tag columns come back in `tags`, the rest (named as metrics again) in `fields`.
    */
-  async *scan(measurement: string, device: string, from: number, to: number): AsyncGenerator<HistoryRow[]> {
+  async *scan(
+    measurement: string,
+    device: string,
+    from: number,
+    to: number,
+    /** Only these metrics (and the tags); rows with none of them are skipped. Default: every field. */
+    metrics?: readonly string[],
+  ): AsyncGenerator<HistoryRow[]> {
+    const columns =
+      metrics === undefined
+        ? '*'
+        : [...metrics.map(fieldName), ...TAG_KEYS].map((c) => identifier(c)).join(', ');
     let since = from;
     let seenAtSince = new Set<string>();
     for (;;) {
       const res = await this.query(
-        `SELECT * FROM ${identifier(measurement)} WHERE "device" = ${stringLiteral(device)} ` +
+        `SELECT ${columns} FROM ${identifier(measurement)} WHERE "device" = ${stringLiteral(device)} ` +
           `AND time >= ${since}ms AND time < ${to}ms ORDER BY time ASC LIMIT ${PAGE_ROWS}`,
       );
       const series = res.results[0]?.series?.[0];
