@@ -13,7 +13,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Config } from '../config/schema.js';
-import { DEVICE_ID_PATTERN, type RejectReason, topics } from '../contract/index.js';
+import { DEVICE_ID_PATTERN, OWNER_ID_PATTERN, type RejectReason, topics } from '../contract/index.js';
 import { type DeviceInfo, unknownDeviceInfo } from '../events/types.js';
 import type { IngestPipeline } from '../ingest/pipeline.js';
 import { TokenBucket } from '../ingest/rate-limit.js';
@@ -36,6 +36,26 @@ interface Session {
   conn: GuardedConnection;
 }
 
+/**
+ * Owner apps connect with username `owner:<ownerId>` and the owner's secret, and a client id that
+ * starts with `owner:<ownerId>` (one per app install, so a persistent session survives). They may
+ * subscribe only to owners/<id>/notifications and publish only to owners/<id>/receipts.
+ */
+export interface OwnerAuthenticator {
+  authenticate(ownerId: string, secret: string): Promise<'ok' | 'unknown_owner' | 'bad_secret' | 'disabled'>;
+  /** A receipt (delivered, opened, fixed, not fixed) from the app. Resolve once it is stored. */
+  receipt(ownerId: string, payload: Buffer): Promise<void>;
+  /** The app is connected: a chance to send what it missed beyond the broker's session. */
+  connected?(ownerId: string, clientId: string): void;
+}
+
+interface OwnerSession {
+  ownerId: string;
+  bucket: TokenBucket;
+}
+
+export const OWNER_USERNAME_PREFIX = 'owner:';
+
 export interface BrokerAddresses {
   mqtt: string;
   ws: string | null;
@@ -57,6 +77,8 @@ const LOG_EVERY_MS = 10_000;
 export class EmbeddedBroker {
   private aedes!: Aedes;
   private readonly sessions = new WeakMap<Client, Session>();
+  private readonly owners = new WeakMap<Client, OwnerSession>();
+  private ownerAuth: OwnerAuthenticator | null = null;
   private readonly connections = new Set<GuardedConnection>();
   private readonly servers: Array<NetServer | HttpServer> = [];
   private wss: WebSocketServer | null = null;
@@ -275,6 +297,10 @@ export class EmbeddedBroker {
       refuse('invalid_client_id', 2);
       return;
     }
+    if (username?.startsWith(OWNER_USERNAME_PREFIX)) {
+      this.authenticateOwner(client, username.slice(OWNER_USERNAME_PREFIX.length), password, refuse, done);
+      return;
+    }
     if (username === undefined && this.o.config.mqtt.allowAnonymous) {
       this.sessions.set(client, { device: unknownDeviceInfo(client.id), bucket: this.bucket(), conn });
       done(null, true);
@@ -312,6 +338,11 @@ export class EmbeddedBroker {
     packet: PublishPacket,
     done: (error?: Error | null) => void,
   ): void {
+    const owner = client ? this.owners.get(client) : undefined;
+    if (owner) {
+      this.ownerPublish(owner, packet, done);
+      return;
+    }
     // Aedes republishes wills of clients that died while no broker was running with client === null.
     const session = client ? this.sessions.get(client) : undefined;
     if (!session) {
@@ -384,7 +415,11 @@ export class EmbeddedBroker {
     done: (error: Error | null, subscription?: Subscription | null) => void,
   ): void {
     const session = this.sessions.get(client);
-    if (session && deviceMaySubscribe(session.device.id, sub.topic)) {
+    const owner = this.owners.get(client);
+    if (
+      (session && deviceMaySubscribe(session.device.id, sub.topic)) ||
+      (owner && sub.topic === topics.ownerNotifications(owner.ownerId))
+    ) {
       done(null, sub);
       return;
     }
@@ -397,7 +432,79 @@ export class EmbeddedBroker {
     done(null, null); // SUBACK 0x80 for this filter; the connection stays up
   }
 
+  /** Enables owner-app clients; until then a username starting with owner: is refused. */
+  setOwnerAuthenticator(auth: OwnerAuthenticator): void {
+    this.ownerAuth = auth;
+  }
+
+  private authenticateOwner(
+    client: Client,
+    ownerId: string,
+    password: Buffer | undefined,
+    refuse: (reason: string, code: 4 | 5 | 2) => void,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    const auth = this.ownerAuth;
+    if (!auth || password === undefined || !OWNER_ID_PATTERN.test(ownerId)) {
+      refuse(auth ? 'missing_credentials' : 'owners_disabled', 4);
+      return;
+    }
+    if (!client.id.startsWith(`${OWNER_USERNAME_PREFIX}${ownerId}`)) {
+      refuse('client_id_mismatch', 5);
+      return;
+    }
+    auth.authenticate(ownerId, password.toString('utf8')).then(
+      (result) => {
+        if (result !== 'ok') {
+          refuse(result, result === 'disabled' ? 5 : 4);
+          return;
+        }
+        this.owners.set(client, { ownerId, bucket: this.bucket() });
+        done(null, true);
+      },
+      (err: unknown) => {
+        this.o.metrics.dbErrors.inc({ op: 'authenticate_owner' });
+        this.o.log.error({ err, ownerId }, 'owner authentication failed: registry unavailable');
+        const e = new Error('registry unavailable') as AuthenticateError;
+        e.returnCode = 3;
+        done(e, false);
+      },
+    );
+  }
+
+  private ownerPublish(
+    owner: OwnerSession,
+    packet: PublishPacket,
+    done: (error?: Error | null) => void,
+  ): void {
+    const topic = packet.topic;
+    dropForwarding(packet); // receipts are for Faultline, never forwarded to other clients
+    if (topic !== topics.ownerReceipts(owner.ownerId) || !owner.bucket.take(Date.now())) {
+      const reason = topic !== topics.ownerReceipts(owner.ownerId) ? 'spoofed_topic' : 'rate_limited';
+      this.o.metrics.messagesRejected.inc({ reason });
+      this.throttledLog(
+        `owner:${owner.ownerId}:${reason}`,
+        { ownerId: owner.ownerId, topic, reason },
+        'owner publish refused',
+      );
+      done(null);
+      return;
+    }
+    this.ownerAuth!.receipt(owner.ownerId, packet.payload as Buffer).then(
+      () => done(null),
+      (err: unknown) => {
+        this.o.log.warn({ err, ownerId: owner.ownerId }, 'receipt refused');
+        done(null);
+      },
+    );
+  }
+
   private onReady(client: Client): void {
+    const owner = this.owners.get(client);
+    if (owner) {
+      this.ownerAuth?.connected?.(owner.ownerId, client.id);
+      return;
+    }
     const session = this.sessions.get(client);
     if (!session) return;
     this.o.pipeline

@@ -377,3 +377,49 @@ describe('embedded broker: WebSocket', () => {
     await client.endAsync();
   });
 });
+
+describe('embedded broker: owner apps', () => {
+  it('lets an owner app subscribe only to its own notifications and publish only its receipts, over WebSocket', async () => {
+    const receipts: Array<{ ownerId: string; body: string }> = [];
+    bridge.app.parts.broker!.setOwnerAuthenticator({
+      authenticate: async (ownerId, secret) =>
+        ownerId === 'o-1' && secret === 'owner-secret-0123456789' ? 'ok' : 'bad_secret',
+      receipt: async (ownerId, payload) => {
+        receipts.push({ ownerId, body: payload.toString() });
+      },
+    });
+    const app = await mqtt.connectAsync(bridge.wsUrl, {
+      clientId: 'owner:o-1:phone',
+      username: 'owner:o-1',
+      password: 'owner-secret-0123456789',
+      reconnectPeriod: 0,
+    });
+    const suback = await app.subscribeAsync(['owners/o-1/notifications', 'owners/o-2/notifications']).then(
+      () => null,
+      (err: { packet?: { granted: number[] } }) => err.packet,
+    );
+    expect(suback?.granted).toEqual([0, 128]);
+    const got: string[] = [];
+    app.on('message', (t) => got.push(t));
+    await bridge.app.parts.broker!.publish('owners/o-1/notifications', '{"id":"n1"}', 1);
+    await until('notification', () => got.includes('owners/o-1/notifications'));
+    await app.publishAsync('owners/o-1/receipts', '{"notification":"n1","status":"opened"}', { qos: 1 });
+    await app.publishAsync('owners/o-2/receipts', '{"notification":"n9","status":"fixed"}', { qos: 1 });
+    await until('receipt', () => receipts.length > 0);
+    expect(receipts).toEqual([{ ownerId: 'o-1', body: '{"notification":"n1","status":"opened"}' }]);
+    expect(
+      await mqtt
+        .connectAsync(bridge.wsUrl, {
+          clientId: 'owner:o-1:x',
+          username: 'owner:o-1',
+          password: 'wrong-secret-000000000',
+          reconnectPeriod: 0,
+        })
+        .then(
+          () => 'connected',
+          (err: { code?: number }) => err.code,
+        ),
+    ).toBe(4);
+    await app.endAsync();
+  });
+});
