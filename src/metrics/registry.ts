@@ -161,7 +161,9 @@ export class Metrics {
     collect: async () => {
       const s = await this.scrapeTickets();
       this.ticketsOpen.reset();
-      for (const g of s?.open ?? []) this.ticketsOpen.set(g, g.count);
+      for (const { rule, model, team, priority, count } of s?.open ?? []) {
+        this.ticketsOpen.set({ rule, model, team, priority }, count);
+      }
     },
   });
   readonly ticketFigures: Gauge<'figure'> = new Gauge({
