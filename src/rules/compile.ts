@@ -60,7 +60,8 @@ export interface WindowSpec {
 export interface EvalCtx {
   t: number;
   vals: Array<MetricValue | undefined>;
-  vts: number[];
+  /** Sparse: a slot never written is undefined. */
+  vts: Array<number | undefined>;
   /** leafIndex -> device metric slot (-1: the device's group has no such metric) */
   slots: readonly number[];
   /** leafIndex -> device window slot */
@@ -70,6 +71,12 @@ export interface EvalCtx {
   maxGap: number;
   /** Device time from which "no message" silence counts. */
   absRef: number;
+  /**
+   * A value going stale matters only while a timer it can interrupt runs (pending,
+   * clearing); otherwise unknown changes nothing, and scheduling it would wake every
+   * quiet device for nothing.
+   */
+  wantExpiry: boolean;
   /** Device time from which a metric that never reported counts as silent. */
   since: number;
   /** Leaf states of the rule state (held-since, fault occurrences, metric-absence refs). */
@@ -206,7 +213,7 @@ export class ThresholdLeaf extends Leaf {
   private raw(c: EvalCtx): Truth {
     const slot = c.slots[this.leafIndex] ?? -1;
     if (slot < 0) return null;
-    const ts = c.vts[slot] as number;
+    const ts = c.vts[slot] ?? Number.NaN;
     // NaN (never reported) fails the comparison too, which is what we want.
     if (!(c.t - ts <= c.maxGap)) return null;
     return compare(this.metric, c.vals[slot] as MetricValue, this.op, resolveValue(this.ref, c.params));
@@ -229,8 +236,10 @@ export class ThresholdLeaf extends Leaf {
   next(c: EvalCtx): number {
     let d = Number.POSITIVE_INFINITY;
     const slot = c.slots[this.leafIndex] ?? -1;
-    if (slot >= 0) {
-      const expiry = (c.vts[slot] as number) + c.maxGap + 1;
+    // A leaf holding its own for-timer needs the gap noticed even while the rule is idle.
+    const holding = this.holdFor !== null && typeof c.ls?.[this.stateSlot] === 'number';
+    if (slot >= 0 && (c.wantExpiry || holding)) {
+      const expiry = (c.vts[slot] ?? Number.NaN) + c.maxGap + 1;
       if (expiry > c.t) d = expiry;
     }
     if (this.holdFor !== null) {
@@ -467,7 +476,7 @@ export class AbsentLeaf extends Leaf {
     const own = c.ls?.[this.stateSlot];
     if (typeof own === 'number') return own;
     const slot = c.slots[this.leafIndex] ?? -1;
-    const ts = slot >= 0 ? (c.vts[slot] as number) : Number.NaN;
+    const ts = slot >= 0 ? (c.vts[slot] ?? Number.NaN) : Number.NaN;
     return Number.isNaN(ts) ? c.since : Math.max(ts, c.since);
   }
   eval(c: EvalCtx): Truth {

@@ -139,6 +139,9 @@ interface Group {
   onMessage: number[];
   onFault: Map<string, number[]>;
   metricAbsence: boolean[];
+  /** per rule: maxGap (ms), and whether ticks may move it past the data (absence rules) */
+  maxGap: Float64Array;
+  uncapped: Uint8Array;
   stamp: Int32Array;
   gen: number;
 }
@@ -152,14 +155,26 @@ interface Dev {
   last: number;
   /** device time from which silence counts when nothing newer is known */
   since: number;
+  /*
+   * Per-slot arrays grow on first write: a device pays only for the metrics it
+   * reports and the rules it exercises, not for every rule its model could have.
+   * A missing entry reads as "nothing": no value, no state, no deadline.
+   */
   vals: Array<MetricValue | undefined>;
-  vts: number[];
+  vts: Array<number | undefined>;
   wins: Array<WindowData | undefined>;
   st: Array<RState | undefined>;
   /** per group rule: next condition deadline (device time) */
-  dues: number[];
+  dues: Array<number | undefined>;
   /** server time of this device's heap entry */
   sched: number;
+  /**
+   * Lowest lastTs at which a deadline now beyond the data horizon becomes reachable
+   * from a tick; until lastTs passes it, rescheduling looks only at touched rules.
+   */
+  blocked: number;
+  /** Open incidents (for escalation timers). */
+  open: number;
 }
 
 interface RuleStats {
@@ -271,6 +286,8 @@ export class RuleEngine {
   private serverNow = 0;
   private pending: RuleEvent[] = [];
   private readonly aff: number[] = [];
+  /** Rules an ingest call touched, for rescheduling only those. */
+  private readonly touched: number[] = [];
   private readonly scratch = newState();
   private ctxState: RState = this.scratch;
   /** The sample being stepped, until it is recorded as evidence. */
@@ -295,6 +312,7 @@ export class RuleEngine {
       params: { values: {}, durMs: {} },
       maxGap: 0,
       absRef: 0,
+      wantExpiry: false,
       since: 0,
       ls: null,
       ensureLs: () => {
@@ -392,6 +410,8 @@ export class RuleEngine {
       onMessage,
       onFault,
       metricAbsence: rules.map((r) => r.leaves.some((l) => l instanceof AbsentLeaf && l.metric !== null)),
+      maxGap: Float64Array.from(rules.map((r) => r.maxGapMs)),
+      uncapped: Uint8Array.from(rules.map((r) => (r.uncapped ? 1 : 0))),
       stamp: new Int32Array(rules.length),
       gen: 0,
     };
@@ -413,12 +433,14 @@ export class RuleEngine {
       off: Number.NaN,
       last: Number.NEGATIVE_INFINITY,
       since,
-      vals: new Array<MetricValue | undefined>(group.metrics.length).fill(undefined),
-      vts: new Array<number>(group.metrics.length).fill(Number.NaN),
-      wins: new Array<WindowData | undefined>(group.windows.length).fill(undefined),
-      st: new Array<RState | undefined>(group.rules.length).fill(undefined),
-      dues: new Array<number>(group.rules.length).fill(Number.POSITIVE_INFINITY),
+      vals: slots<MetricValue | undefined>(group.metrics.length, undefined),
+      vts: slots<number | undefined>(group.metrics.length, Number.NaN),
+      wins: slots<WindowData | undefined>(group.windows.length, undefined),
+      st: slots<RState | undefined>(group.rules.length, undefined),
+      dues: slots<number | undefined>(group.rules.length, Number.POSITIVE_INFINITY),
       sched: Number.POSITIVE_INFINITY,
+      blocked: Number.POSITIVE_INFINITY,
+      open: 0,
     };
     this.devices.set(info.id, dev);
     for (let i = 0; i < group.rules.length; i++) this.refreshDue(dev, i);
@@ -501,24 +523,30 @@ export class RuleEngine {
           );
       }
     });
-    const vals = new Array<MetricValue | undefined>(to.metrics.length).fill(undefined);
-    const vts = new Array<number>(to.metrics.length).fill(Number.NaN);
+    const vals: Array<MetricValue | undefined> = [];
+    const vts: Array<number | undefined> = [];
     for (const [m, j] of to.slot) {
       const k = from.slot.get(m);
-      if (k !== undefined) {
+      if (k !== undefined && dev.vts[k] !== undefined) {
         vals[j] = dev.vals[k];
-        vts[j] = dev.vts[k] as number;
+        vts[j] = dev.vts[k];
       }
     }
-    const wins = to.windows.map((w) => {
+    const wins: Array<WindowData | undefined> = [];
+    to.windows.forEach((w, j) => {
       const k = from.wslot.get(w.sig);
-      return k === undefined ? undefined : dev.wins[k];
+      const data = k === undefined ? undefined : dev.wins[k];
+      if (data) wins[j] = data;
     });
-    const st = to.rules.map((r) => {
+    const st: Array<RState | undefined> = [];
+    to.rules.forEach((r, j) => {
       const k = from.index.get(r.id);
-      if (k === undefined) return undefined;
+      if (k === undefined) return;
       const old = dev.st[k];
-      if (!reset.has(r.id)) return old;
+      if (!reset.has(r.id)) {
+        if (old) st[j] = old;
+        return;
+      }
       let head: RState | undefined;
       let tail: RState | undefined;
       for (let s = old; s; s = s.next) {
@@ -541,15 +569,16 @@ export class RuleEngine {
         else head = n;
         tail = n;
       }
-      return head;
+      if (head) st[j] = head;
     });
     dev.group = to;
     dev.vals = vals;
     dev.vts = vts;
     dev.wins = wins;
     dev.st = st;
-    dev.dues = new Array<number>(to.rules.length).fill(Number.POSITIVE_INFINITY);
+    dev.dues = [];
     for (let i = 0; i < to.rules.length; i++) this.refreshDue(dev, i);
+    dev.open = countOpen(dev);
   }
 
   // ---------------------------------------------------------------- ingest
@@ -583,9 +612,10 @@ export class RuleEngine {
     const dev = this.getDev(device, (sorted[0] as EngineSample).ts);
     const prior = dev.off;
     this.updateOffset(dev, receivedAt, (sorted[sorted.length - 1] as EngineSample).ts);
+    this.touched.length = 0;
     for (const s of sorted) this.processSample(dev, s);
     this.flush(this.judgeNow(prior, receivedAt));
-    this.reschedule(dev);
+    this.rescheduleTouched(dev);
   }
 
   ingestFaults(device: EngineDevice, faults: EngineFault[], receivedAt: number): void {
@@ -595,9 +625,10 @@ export class RuleEngine {
     const dev = this.getDev(device, (sorted[0] as EngineFault).ts);
     const prior = dev.off;
     this.updateOffset(dev, receivedAt, (sorted[sorted.length - 1] as EngineFault).ts);
+    this.touched.length = 0;
     for (const f of sorted) this.processFault(dev, f);
     this.flush(this.judgeNow(prior, receivedAt));
-    this.reschedule(dev);
+    this.rescheduleTouched(dev);
   }
 
   private collect(g: Group, i: number): void {
@@ -622,6 +653,7 @@ export class RuleEngine {
     }
     for (const i of g.onMessage) this.collect(g, i);
     const aff = this.aff.slice();
+    for (const i of aff) this.touched.push(i);
     // A: bring each affected rule up to the sample's time with the values it had before.
     for (const i of aff) if ((dev.dues[i] as number) <= ts) this.advanceRule(dev, i, ts, false);
     // B: apply the sample.
@@ -698,6 +730,7 @@ export class RuleEngine {
     const faultRules = this.aff.length;
     for (const i of g.onMessage) this.collect(g, i);
     const aff = this.aff.slice();
+    for (const i of aff) this.touched.push(i);
     for (const i of aff) if ((dev.dues[i] as number) <= f.ts) this.advanceRule(dev, i, f.ts, false);
     if (f.ts > dev.last) dev.last = f.ts;
     const touched: RState[] = [];
@@ -754,11 +787,18 @@ export class RuleEngine {
     c.params = this.paramsOf(dev, i);
     c.maxGap = rule.maxGapMs;
     c.absRef = Math.max(dev.last, dev.since);
+    c.wantExpiry = s.c === PENDING || s.c === CLEARING;
     c.since = dev.since;
     c.ls = s.ls;
     this.ctxState = s;
     this.ctxRule = rule;
     return c;
+  }
+
+  /** Sparse write: an unreachable deadline is not stored for a rule that never had one. */
+  private setDue(dev: Dev, i: number, d: number): void {
+    if (d === Number.POSITIVE_INFINITY && dev.dues[i] === undefined) return;
+    dev.dues[i] = d;
   }
 
   private chainDue(dev: Dev, i: number): number {
@@ -772,12 +812,12 @@ export class RuleEngine {
     const rule = dev.group.rules[i] as LoadedRule;
     if (rule.perCode || dev.st[i]) {
       for (let s = dev.st[i]; s; s = s.next) s.due = this.safeDue(dev, i, s);
-      dev.dues[i] = this.chainDue(dev, i);
+      this.setDue(dev, i, this.chainDue(dev, i));
       return;
     }
     const s = this.freshScratch();
     s.at = Number.isFinite(dev.last) ? dev.last : Number.NEGATIVE_INFINITY;
-    dev.dues[i] = this.safeDue(dev, i, s);
+    this.setDue(dev, i, this.safeDue(dev, i, s));
   }
 
   private safeDue(dev: Dev, i: number, s: RState): number {
@@ -853,14 +893,14 @@ export class RuleEngine {
         if (fromTick) this.escalateTo(dev, i, s, target);
       }
       this.gcChain(dev, i);
-      dev.dues[i] = this.chainDue(dev, i);
+      this.setDue(dev, i, this.chainDue(dev, i));
       return;
     }
     let s = dev.st[i];
     if (!s) {
       if (!((dev.dues[i] as number) <= cap)) return;
       s = this.freshScratch();
-      s.due = dev.dues[i] as number;
+      s.due = dev.dues[i] ?? Number.POSITIVE_INFINITY;
     }
     this.advanceState(dev, i, s, cap);
     if (fromTick) this.escalateTo(dev, i, s, target);
@@ -884,7 +924,7 @@ export class RuleEngine {
     if (rule.perCode) {
       for (let s = dev.st[i]; s; s = s.next) this.stepState(dev, i, s, Math.max(t, s.at), sample);
       this.gcChain(dev, i);
-      dev.dues[i] = this.chainDue(dev, i);
+      this.setDue(dev, i, this.chainDue(dev, i));
       return;
     }
     let s = dev.st[i];
@@ -907,20 +947,20 @@ export class RuleEngine {
         const copy = newState();
         Object.assign(copy, s);
         dev.st[i] = copy;
-        dev.dues[i] = copy.due;
+        this.setDue(dev, i, copy.due);
         this.scratch.ls = null;
         this.scratch.ev = null;
         this.scratch.fl = null;
         return;
       }
-      dev.dues[i] = s.due;
+      this.setDue(dev, i, s.due);
       return;
     }
     if (idle) {
       dev.st[i] = undefined;
       // An idle state's only deadlines are the stateless ones, which it just computed.
     }
-    dev.dues[i] = s.due;
+    this.setDue(dev, i, s.due);
   }
 
   private gcChain(dev: Dev, i: number): void {
@@ -1062,6 +1102,7 @@ export class RuleEngine {
       return;
     }
     s.open = true;
+    dev.open++;
     s.fs = t;
     s.ips = s.ps;
     s.sev = SEVERITIES.indexOf(rule.severity);
@@ -1098,6 +1139,7 @@ export class RuleEngine {
     const rule = dev.group.rules[i] as LoadedRule;
     this.queue(dev, i, s, 'rule.resolved', t, { reason, resolvedAt: t, durationMs: t - s.fs });
     s.open = false;
+    dev.open = Math.max(0, dev.open - 1);
     s.hold = Number.NaN;
     s.cool = t + rule.cooldownMs;
     s.ev = null;
@@ -1284,19 +1326,63 @@ export class RuleEngine {
 
   // ---------------------------------------------------------------- timers
 
+  /** Recomputes a device's wake-up from all its rules (after a tick, reload, restore). */
   private reschedule(dev: Dev): void {
     const g = dev.group;
     let wake = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < g.rules.length; i++) {
-      const rule = g.rules[i] as LoadedRule;
-      let d = dev.dues[i] as number;
-      if (!rule.uncapped && !(d <= dev.last + rule.maxGapMs)) d = Number.POSITIVE_INFINITY;
-      for (let s = dev.st[i]; s; s = s.next) {
-        const e = this.escalationDue(rule, s);
-        if (e < d) d = e;
-      }
-      if (d < wake) wake = d;
+    let blocked = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < dev.dues.length; i++) {
+      const d = dev.dues[i];
+      if (d === undefined || d === Number.POSITIVE_INFINITY) continue;
+      const gap = g.maxGap[i] as number;
+      if (g.uncapped[i] === 0 && d > dev.last + gap) {
+        if (d - gap < blocked) blocked = d - gap;
+      } else if (d < wake) wake = d;
     }
+    if (dev.open > 0) {
+      for (let i = 0; i < dev.st.length; i++) {
+        for (let s = dev.st[i]; s; s = s.next) {
+          const e = this.escalationDue(g.rules[i] as LoadedRule, s);
+          if (e < wake) wake = e;
+        }
+      }
+    }
+    dev.blocked = blocked;
+    this.arm(dev, wake);
+  }
+
+  /**
+   * After a message: only the rules it touched can have new deadlines, unless the
+   * data moved far enough to bring a blocked deadline within reach. Keeps the cost
+   * of a message independent of the rules that did not apply to it.
+   */
+  private rescheduleTouched(dev: Dev): void {
+    if (dev.last >= dev.blocked) {
+      this.reschedule(dev);
+      return;
+    }
+    const g = dev.group;
+    let wake = Number.POSITIVE_INFINITY;
+    for (const i of this.touched) {
+      const d = dev.dues[i];
+      if (d !== undefined && d !== Number.POSITIVE_INFINITY) {
+        const gap = g.maxGap[i] as number;
+        if (g.uncapped[i] === 0 && d > dev.last + gap) {
+          if (d - gap < dev.blocked) dev.blocked = d - gap;
+        } else if (d < wake) wake = d;
+      }
+      if (dev.open > 0) {
+        for (let s = dev.st[i]; s; s = s.next) {
+          const e = this.escalationDue(g.rules[i] as LoadedRule, s);
+          if (e < wake) wake = e;
+        }
+      }
+    }
+    this.arm(dev, wake);
+  }
+
+  /** Heap entries are never moved: a later wake keeps the earlier entry, which re-arms when it pops. */
+  private arm(dev: Dev, wake: number): void {
     if (wake === Number.POSITIVE_INFINITY) return;
     const server = wake + (Number.isNaN(dev.off) ? 0 : dev.off);
     if (server < dev.sched) {
@@ -1317,7 +1403,21 @@ export class RuleEngine {
       if (!dev || dev.sched !== top) continue;
       dev.sched = Number.POSITIVE_INFINITY;
       const t = this.deviceNow(dev, now);
-      for (let i = 0; i < dev.group.rules.length; i++) this.advanceRule(dev, i, t, true);
+      const g = dev.group;
+      for (let i = 0; i < dev.dues.length; i++) {
+        const d = dev.dues[i];
+        if (
+          d !== undefined &&
+          d <= (g.uncapped[i] === 1 ? t : Math.min(t, dev.last + (g.maxGap[i] as number)))
+        ) {
+          this.advanceRule(dev, i, t, true);
+        }
+      }
+      if (dev.open > 0) {
+        for (let i = 0; i < dev.st.length; i++) {
+          for (let s = dev.st[i]; s; s = s.next) if (s.open) this.escalateTo(dev, i, s, t);
+        }
+      }
       this.flush(t);
       this.reschedule(dev);
       if (dev.sched <= now) {
@@ -1397,8 +1497,8 @@ export class RuleEngine {
         s: Number.isFinite(dev.since) ? dev.since : 0,
       };
       g.metrics.forEach((m, j) => {
-        const ts = dev.vts[j] as number;
-        if (!Number.isNaN(ts)) {
+        const ts = dev.vts[j];
+        if (ts !== undefined && !Number.isNaN(ts)) {
           sd.v ??= {};
           sd.v[m] = [ts, dev.vals[j] as MetricValue];
         }
@@ -1479,6 +1579,7 @@ export class RuleEngine {
         if (g.metricAbsence[i]) this.shiftMetricAbsence(dev, i, oldSince, downtime);
         this.refreshDue(dev, i);
       });
+      dev.open = countOpen(dev);
     }
     this.recountFiring();
     for (const dev of this.devices.values()) this.reschedule(dev);
@@ -1498,7 +1599,7 @@ export class RuleEngine {
       if (!(l instanceof AbsentLeaf) || l.metric === null) continue;
       const own = s.ls[l.stateSlot];
       const slot = dev.group.slot.get(l.metric);
-      const seen = slot === undefined ? Number.NaN : (dev.vts[slot] as number);
+      const seen = slot === undefined ? Number.NaN : (dev.vts[slot] ?? Number.NaN);
       const ref = typeof own === 'number' ? own : Number.isNaN(seen) ? oldSince : Math.max(seen, oldSince);
       s.ls[l.stateSlot] = ref + downtime;
     }
@@ -1572,6 +1673,22 @@ export class RuleEngine {
     }
     return total;
   }
+}
+
+/**
+ * Per-device arrays: exact-size for the usual small groups (a grown array carries
+ * V8's spare capacity, which would dominate the state of a quiet device); empty
+ * and grown on first write when a model has many rules, most never exercised.
+ */
+const DENSE_LIMIT = 64;
+function slots<T>(n: number, fill: T): T[] {
+  return n <= DENSE_LIMIT ? new Array<T>(n).fill(fill) : [];
+}
+
+function countOpen(dev: Dev): number {
+  let n = 0;
+  for (const head of dev.st) for (let s = head; s; s = s.next) if (s.open) n++;
+  return n;
 }
 
 function pick(sample: EngineSample, metrics: readonly string[]): Record<string, MetricValue> {
