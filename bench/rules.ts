@@ -10,6 +10,7 @@
  * rates are printed alongside. Run: npx tsx bench/rules.ts [simulated minutes per round]
  */
 
+import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -180,6 +181,11 @@ function memory(): { heapPerDevice: number; estimatePerDevice: number; snapshotP
 
 const ten = [...shipped, ...fillers(2)];
 const thousand = [...shipped, ...fillers(992)];
+console.log(
+  `load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')} on ${cpus().length} CPUs`,
+);
 console.log(
   `rules: ${ten.length} and ${thousand.length}; ${AC_DEVICES + RV_DEVICES} devices; ${MINUTES} simulated minutes per round, ${ROUNDS} rounds`,
 );
