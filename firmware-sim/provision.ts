@@ -28,6 +28,8 @@ export interface ProvisionOptions {
   concurrency?: number;
   fetch?: typeof fetch;
   log?: (line: string) => void;
+  /** First wait before retrying an unreachable or not-yet-ready (503) bridge; doubles each time. */
+  retryDelayMs?: number;
 }
 
 export interface ProvisionResult {
@@ -40,6 +42,7 @@ export interface ProvisionResult {
 
 export class ProvisionError extends Error {}
 
+const RETRIES = 5;
 const CSV_HEADER = 'id,model,firmware,owner_id,owner_locale,region,batch,secret';
 
 function csvField(value: string): string {
@@ -79,11 +82,19 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
   };
 
   const call = async (path: string, init: RequestInit): Promise<Response> => {
-    let res: Response;
-    try {
-      res = await doFetch(`${base}${path}`, { ...init, headers: { ...auth, ...(init.headers ?? {}) } });
-    } catch (err) {
-      throw new ProvisionError(`cannot reach the bridge API at ${o.apiUrl}: ${(err as Error).message}`);
+    let res: Response | undefined;
+    // A bridge that is starting answers 503 (FL_NOT_READY) or not at all for a moment: wait for it briefly.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        res = await doFetch(`${base}${path}`, { ...init, headers: { ...auth, ...(init.headers ?? {}) } });
+        if (res.status !== 503 || attempt >= RETRIES) break;
+        await res.body?.cancel();
+      } catch (err) {
+        if (attempt >= RETRIES) {
+          throw new ProvisionError(`cannot reach the bridge API at ${o.apiUrl}: ${(err as Error).message}`);
+        }
+      }
+      await new Promise((r) => setTimeout(r, (o.retryDelayMs ?? 250) * 2 ** attempt));
     }
     if (res.status === 401 || res.status === 403) {
       throw new ProvisionError(

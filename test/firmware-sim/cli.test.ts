@@ -58,7 +58,7 @@ async function runInProcess(args: string[], env: NodeJS.ProcessEnv = {}) {
   return { code, stdout: out, stderr: err };
 }
 
-describe('firmware-sim run (process)', () => {
+describe('firmware-sim run (process)', { timeout: 120_000 }, () => {
   it('stops on SIGINT: flushes, prints the summary, exits 0; the broker has everything it sent', async () => {
     broker.ackDelayMs = 2;
     const child = spawn(
@@ -92,8 +92,8 @@ describe('firmware-sim run (process)', () => {
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     try {
-      await until('telemetry flowing', () => fromDevices('dev-').length > 300, 20_000);
-      await until('a progress line', () => stderr.includes('progress:'), 10_000);
+      await until('telemetry flowing', () => fromDevices('dev-').length > 300, 60_000);
+      await until('a progress line', () => stderr.includes('progress:'), 30_000);
       child.kill('SIGINT');
       const code = await exited;
       expect(code, stderr).toBe(0);
@@ -113,11 +113,11 @@ describe('firmware-sim run (process)', () => {
     expect(fromDevices('dev-')).toHaveLength(summary.sent.total);
     expect(stderr).toMatch(/progress: device \+\d\d:\d\d:\d\d \| online 8\/8 \| sent \S+ \(\S+\/s\)/);
     expect(stderr).toContain('SIGINT: stopping');
-    await until('all disconnected', () => broker.broker.connectedClients === 0);
+    await until('all disconnected', () => broker.broker.connectedClients === 0, 30_000);
   });
 });
 
-describe('record and replay', () => {
+describe('record and replay', { timeout: 120_000 }, () => {
   it('replays a recording with remapped ids: same payloads, same topics under the new ids', async () => {
     const record = join(dir.path, 'run.jsonl');
     const run = await runInProcess([
@@ -202,7 +202,7 @@ describe('record and replay', () => {
   });
 });
 
-describe('firmware-sim generate', () => {
+describe('firmware-sim generate', { timeout: 120_000 }, () => {
   it('writes the same bytes for the same flags and different ones for another seed', async () => {
     const args = (seed: string, out: string) => [
       'generate',

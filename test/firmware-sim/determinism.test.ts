@@ -31,7 +31,7 @@ function bytes(events: ReturnType<typeof generate>['events']): string {
   return events.map((e) => toStreamLine(e)).join('\n');
 }
 
-describe('deterministic generation', () => {
+describe('deterministic generation', { timeout: 120_000 }, () => {
   it('gives a byte-identical stream for the same seed', () => {
     const a = bytes(generate({ fleet: mixed('42'), hours: 2 }).events);
     const b = bytes(generate({ fleet: mixed('42'), hours: 2 }).events);
@@ -79,7 +79,7 @@ describe('deterministic generation', () => {
   });
 });
 
-describe('Rng', () => {
+describe('Rng', { timeout: 120_000 }, () => {
   it('repeats for the same key and differs across keys and purposes', () => {
     const draw = (rng: Rng) => Array.from({ length: 8 }, () => rng.nextUint32());
     expect(draw(Rng.for('1', 'dev-a', 'physics'))).toEqual(draw(Rng.for('1', 'dev-a', 'physics')));

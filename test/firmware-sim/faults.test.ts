@@ -20,7 +20,7 @@ import {
 const AC = 'dev-ac9000-00001';
 const RV = 'dev-rv200-00001';
 
-describe('air conditioner faults', () => {
+describe('air conditioner faults', { timeout: 120_000 }, () => {
   it('overheat: compressor_temp above 95 °C for more than 10 minutes', () => {
     for (const seed of ['1', '2', '3']) {
       const list = samples(generate({ seed, hours: 2, faults: ['overheat,at=20m'] }).events, AC);
@@ -113,7 +113,7 @@ describe('air conditioner faults', () => {
   });
 });
 
-describe('robot vacuum faults', () => {
+describe('robot vacuum faults', { timeout: 120_000 }, () => {
   it('brush-jam: main_brush_current far above its healthy band, B02', () => {
     const { events } = generate({ model: 'RV-200', seed: '1', hours: 2, faults: ['brush-jam,at=10m'] });
     const list = samples(events, RV);
@@ -153,7 +153,7 @@ describe('robot vacuum faults', () => {
   });
 });
 
-describe('generic faults', () => {
+describe('generic faults', { timeout: 120_000 }, () => {
   it('repeat-code: the given code, count times, within the window', () => {
     const { events } = generate({
       seed: '1',

@@ -19,6 +19,8 @@ interface Api {
   requests: Array<{ method: string; path: string; type: string | undefined; auth: string | undefined }>;
   /** Pretend the bridge cannot list devices (an older bridge, or a token without the role). */
   listing: boolean;
+  /** Answer this many more requests with 503 FL_NOT_READY, as a starting bridge does. */
+  notReady: number;
   close(): Promise<void>;
 }
 
@@ -29,7 +31,7 @@ async function body(req: IncomingMessage): Promise<string> {
 }
 
 async function startApi(): Promise<Api> {
-  const api = { devices: new Map(), requests: [], listing: true } as unknown as Api;
+  const api = { devices: new Map(), requests: [], listing: true, notReady: 0 } as unknown as Api;
   const error = (code: string, message: string, details?: unknown) =>
     JSON.stringify({ error: { code, message, details } });
   const server: Server = createServer(async (req, res) => {
@@ -44,6 +46,10 @@ async function startApi(): Promise<Api> {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(payload);
     };
+    if (api.notReady > 0) {
+      api.notReady--;
+      return send(503, error('FL_NOT_READY', 'Faultline is not ready'));
+    }
     if (req.headers.authorization !== `Bearer ${TOKEN}`)
       return send(401, error('FL_UNAUTHORIZED', 'bad token'));
     if (req.method === 'POST' && url.pathname === '/api/v1/devices') {
@@ -127,7 +133,12 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
   let err = '';
   let code = 0;
   const sink = (f: (s: string) => void) =>
-    ({ write: (s: string) => (f(s), true) }) as unknown as NodeJS.WritableStream;
+    ({
+      write: (s: string) => {
+        f(s);
+        return true;
+      },
+    }) as unknown as NodeJS.WritableStream;
   await buildProgram({
     stdout: sink((s) => {
       out += s;
@@ -146,7 +157,7 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
   return { out, err, code };
 }
 
-describe('provisioning', () => {
+describe('provisioning', { timeout: 120_000 }, () => {
   it('registers small fleets one by one with the admin token, and a re-run finds them all (409)', async () => {
     const devices = fleet(5);
     const first = await provision({ apiUrl: api.url, token: TOKEN, devices });
@@ -182,6 +193,24 @@ describe('provisioning', () => {
     const result = await provision({ apiUrl: api.url, token: TOKEN, devices });
     expect(result).toEqual({ mode: 'bulk', created: 115, existing: 5, failed: [] });
     expect(api.devices.size).toBe(120);
+  });
+
+  it('waits for a bridge that is still starting (503), then registers', async () => {
+    api.notReady = 3;
+    const result = await provision({
+      apiUrl: api.url,
+      token: TOKEN,
+      devices: fleet(2),
+      concurrency: 1,
+      retryDelayMs: 1,
+    });
+    expect(result).toEqual({ mode: 'single', created: 2, existing: 0, failed: [] });
+    expect(api.requests).toHaveLength(5);
+    api.notReady = 100;
+    const gaveUp = await provision({ apiUrl: api.url, token: TOKEN, devices: fleet(1), retryDelayMs: 1 });
+    expect(gaveUp.failed).toEqual([
+      { id: 'p-0001', status: 503, message: 'FL_NOT_READY: Faultline is not ready' },
+    ]);
   });
 
   it('stops at once on a refused token, saying which setting to fix', async () => {

@@ -71,7 +71,7 @@ function validate(topic: string, payload: string): boolean {
   return schema.safeParse(JSON.parse(payload)).success;
 }
 
-describe('fleet against a real broker', () => {
+describe('fleet against a real broker', { timeout: 120_000 }, () => {
   it('connects every device with its id, secret and will, and delivers the generated stream intact', async () => {
     broker.authorize = (id, user, pw) => user === id && pw === deriveSecret('t1', id);
     const { specs, fleet, sent, acked, expected } = setup({
@@ -138,7 +138,7 @@ describe('fleet against a real broker', () => {
       speed: 36_000,
     });
     await fleet.start();
-    await until('messages piling up in flight', () => fleet.stats.inflight > 100);
+    await until('messages piling up in flight', () => fleet.stats.inflight > 100, 60_000);
     const inflightAtStop = fleet.stats.inflight;
     const summary = await fleet.stop();
 
@@ -162,7 +162,7 @@ describe('fleet against a real broker', () => {
         .at(-1)!;
       expect(JSON.parse(last.payload)).toMatchObject({ state: 'offline' });
     }
-    await until('every device disconnected', () => broker.broker.connectedClients === 0);
+    await until('every device disconnected', () => broker.broker.connectedClients === 0, 30_000);
   });
 
   it('a dropped connection fires the last will; the device reconnects and uploads its buffer as a batch', async () => {
