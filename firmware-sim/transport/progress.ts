@@ -66,7 +66,10 @@ export function startProgress(fleet: Fleet, o: ProgressOptions): () => void {
   };
   const timer = setInterval(tick, interval);
   timer.unref();
+  let stopped = false;
   return () => {
+    if (stopped) return;
+    stopped = true;
     clearInterval(timer);
     if (tty) o.out.write(`\r\x1b[2K${render()}\n`);
   };
