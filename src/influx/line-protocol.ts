@@ -26,6 +26,18 @@ export function fieldName(metric: string): string {
   return RESERVED_FIELDS.has(metric) ? `${metric}_` : metric;
 }
 
+const fieldKeys = new Map<string, string>();
+
+/** A metric's field key, escaped; cached, since a fleet reports the same few dozen metrics all day. */
+function fieldKey(metric: string): string {
+  let key = fieldKeys.get(metric);
+  if (key === undefined) {
+    key = escapeTag(fieldName(metric));
+    if (fieldKeys.size < 10_000) fieldKeys.set(metric, key);
+  }
+  return key;
+}
+
 /** Measurement names: commas and spaces escaped. */
 export function escapeMeasurement(name: string): string {
   return name.replace(/[, ]/g, (c) => `\\${c}`);
@@ -94,7 +106,7 @@ export function telemetryLine(tags: string, ts: number, metrics: Record<string, 
     const value = metrics[name];
     if (value === undefined) continue;
     if (typeof value === 'number' && !Number.isFinite(value)) continue;
-    fields += `${fields === '' ? '' : ','}${escapeTag(fieldName(name))}=${fieldValue(value)}`;
+    fields += `${fields === '' ? '' : ','}${fieldKey(name)}=${fieldValue(value)}`;
   }
   if (fields === '') return null;
   return `${MEASUREMENTS.telemetry}${tags} ${fields} ${Math.trunc(ts)}`;

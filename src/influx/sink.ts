@@ -16,6 +16,7 @@
  * keys a point by measurement, tags and timestamp and overwrites an identical one,
  * so a reader sees each sample once.
  */
+import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import type { FaultEvent, TelemetrySample } from '../contract/index.js';
 import type { DeviceInfo } from '../events/types.js';
 import { decodeRecord, type IngestRecord } from '../ingest/record.js';
@@ -48,6 +49,9 @@ export interface InfluxSinkOptions {
 
 interface Batch {
   lines: string[];
+  /** Points per measurement, counted as lines are added. */
+  telemetry: number;
+  faults: number;
   /** No record has entered yet; its age starts with the first one. */
   fresh: boolean;
   /** Every record up to this LSN is entirely in this batch or an earlier one. */
@@ -66,6 +70,7 @@ const ISOLATION_BUDGET = 64;
 /** Finished batches waiting behind an unfinished one; past it the reader waits (the log keeps the rest). */
 const MAX_PENDING = 1_024;
 const OUTAGE_LOG_EVERY_MS = 60_000;
+const YIELD_EVERY_POINTS = 500;
 
 class Aborted extends Error {}
 
@@ -77,6 +82,8 @@ export class InfluxSink {
   private readonly devices = new Map<string, { tags: string; at: number }>();
   private readonly abort = new AbortController();
   private readonly pending: Batch[] = [];
+  /** Sealed batches waiting for a free slot: encoding the next batches overlaps the requests in flight. */
+  private readonly ready: Batch[] = [];
   private readonly deliveries = new Set<Promise<void>>();
   private open: Batch;
   private readLsn: number;
@@ -142,11 +149,21 @@ export class InfluxSink {
   }
 
   private newBatch(endLsn: number): Batch {
-    return { lines: [], fresh: true, endLsn, firstLsn: 0, openedAt: this.now(), done: false };
+    return {
+      lines: [],
+      telemetry: 0,
+      faults: 0,
+      fresh: true,
+      endLsn,
+      firstLsn: 0,
+      openedAt: this.now(),
+      done: false,
+    };
   }
 
   private async run(): Promise<void> {
     let backoff = 0;
+    let encoded = 0;
     while (this.running) {
       try {
         const records = await this.o.wal.read(this.readLsn, READ_RECORDS);
@@ -156,7 +173,14 @@ export class InfluxSink {
         }
         for (const record of records) {
           if (!this.running) break;
-          await this.take(record);
+          encoded += await this.take(record);
+          // Encoding is CPU work and the awaits inside it are microtasks: without a turn of the event
+          // loop now and then, finished requests would wait for a whole read to be encoded before the
+          // next one is sent. Every few hundred points, not every record: most records hold one sample.
+          if (encoded >= YIELD_EVERY_POINTS) {
+            encoded = 0;
+            await setImmediatePromise();
+          }
           if (this.open.lines.length > 0 && this.now() - this.open.openedAt >= this.o.flushIntervalMs)
             await this.seal();
         }
@@ -176,20 +200,26 @@ export class InfluxSink {
   /** Nothing more to read now: send the open batch once it is old enough (at once when draining). */
   private async caughtUp(): Promise<void> {
     const age = this.now() - this.open.openedAt;
-    const hasWork = this.open.lines.length > 0 || this.open.endLsn > this.sealedEnd();
-    if (hasWork && (this.draining || age >= this.o.flushIntervalMs)) {
+    const points = this.open.lines.length;
+    // Records without points (dead letters, or a record that ended exactly at a batch boundary) cost
+    // nothing to confirm, so they do not wait for the interval that gathers points into batches.
+    if (points === 0 && this.open.endLsn > this.sealedEnd()) {
       await this.seal();
       return;
     }
-    await this.idle(hasWork ? this.o.flushIntervalMs - age : IDLE_POLL_MS);
+    if (points > 0 && (this.draining || age >= this.o.flushIntervalMs)) {
+      await this.seal();
+      return;
+    }
+    await this.idle(points > 0 ? this.o.flushIntervalMs - age : IDLE_POLL_MS);
   }
 
   private sealedEnd(): number {
     return this.pending.length > 0 ? this.pending[this.pending.length - 1]!.endLsn : this.cursor.position;
   }
 
-  /** Turns one log record into lines in the open batch, sealing full batches on the way. */
-  private async take({ lsn, payload }: WalRecord): Promise<void> {
+  /** Turns one log record into lines in the open batch, sealing full batches on the way; returns the lines. */
+  private async take({ lsn, payload }: WalRecord): Promise<number> {
     const record = decodeRecord(payload);
     const lines = await this.linesOf(record, lsn);
     if (this.open.fresh) {
@@ -199,6 +229,8 @@ export class InfluxSink {
     for (const line of lines) {
       if (this.open.lines.length === 0) this.open.firstLsn = lsn;
       this.open.lines.push(line);
+      if (record.kind === 'telemetry') this.open.telemetry++;
+      else if (record.kind === 'faults') this.open.faults++;
       // A record's points may span batches; endLsn stays at the previous record until its last point is in.
       if (this.open.lines.length >= this.o.batchSize) {
         await this.seal();
@@ -207,14 +239,18 @@ export class InfluxSink {
     }
     this.open.endLsn = lsn;
     this.readLsn = lsn;
+    return lines.length;
   }
 
   private async linesOf(record: IngestRecord, lsn: number): Promise<string[]> {
     if (record.kind === 'deadletter') return [];
     if (record.kind === 'status' && !this.o.writeStatus) return [];
+    const tags = await this.tagsOf(record.deviceId);
+    const text = record.payload.toString('utf8');
+    const lines: string[] = [];
     let body: unknown;
     try {
-      body = JSON.parse(record.payload.toString('utf8'));
+      body = JSON.parse(text);
     } catch (err) {
       // Only validated payloads reach the log as telemetry, faults or status; this would be a bug, not data.
       this.o.log.error(
@@ -223,8 +259,6 @@ export class InfluxSink {
       );
       return [];
     }
-    const tags = await this.tagsOf(record.deviceId);
-    const lines: string[] = [];
     if (record.kind === 'telemetry') {
       for (const s of itemsOf<TelemetrySample>(body)) {
         const line = telemetryLine(tags, s.ts, s.metrics);
@@ -258,7 +292,10 @@ export class InfluxSink {
     return tags;
   }
 
-  /** Queues the open batch for sending, waiting for a free slot (bounded concurrency). */
+  /**
+   * Queues the open batch for sending. The reader may run ahead by maxInFlight sealed batches, so the
+   * next requests are encoded while the current ones are in flight; past that it waits.
+   */
   private async seal(): Promise<void> {
     const batch = this.open;
     this.open = this.newBatch(batch.endLsn);
@@ -268,14 +305,22 @@ export class InfluxSink {
       this.advance();
       return;
     }
-    while (this.running && (this.inFlight >= this.o.maxInFlight || this.pending.length > MAX_PENDING)) {
+    this.ready.push(batch);
+    this.pump();
+    while (this.running && (this.ready.length >= this.o.maxInFlight || this.pending.length > MAX_PENDING)) {
       await this.idle(IDLE_POLL_MS);
     }
-    if (!this.running) return;
-    this.inFlight++;
-    const delivery = this.deliver(batch);
-    this.deliveries.add(delivery);
-    void delivery.finally(() => this.deliveries.delete(delivery));
+  }
+
+  /** Starts sending ready batches while there are free slots (bounded concurrency). */
+  private pump(): void {
+    while (this.running && this.inFlight < this.o.maxInFlight && this.ready.length > 0) {
+      const batch = this.ready.shift()!;
+      this.inFlight++;
+      const delivery = this.deliver(batch);
+      this.deliveries.add(delivery);
+      void delivery.finally(() => this.deliveries.delete(delivery));
+    }
   }
 
   private async deliver(batch: Batch): Promise<void> {
@@ -290,6 +335,7 @@ export class InfluxSink {
       batch.lines = [];
       this.inFlight--;
       this.advance();
+      this.pump();
       this.wakeReader?.();
     }
   }
@@ -313,7 +359,7 @@ export class InfluxSink {
       if (!this.running) throw new Aborted();
       if (result.kind === 'ok') {
         this.o.metrics.influxWriteSeconds.observe((performance.now() - started) / 1000);
-        this.countWritten(lines);
+        this.countWritten(batch, lines);
         this.recovered();
         return 0;
       }
@@ -370,17 +416,22 @@ export class InfluxSink {
     }
   }
 
-  private countWritten(lines: readonly string[]): void {
-    let telemetry = 0;
-    let faults = 0;
-    let status = 0;
-    for (const line of lines) {
-      const c = line.charCodeAt(0);
-      if (c === 116 /* t */) telemetry++;
-      else if (c === 102 /* f */) faults++;
-      else status++;
+  private countWritten(batch: Batch, lines: readonly string[]): void {
+    let telemetry = batch.telemetry;
+    let faults = batch.faults;
+    let total = batch.lines.length;
+    if (lines !== batch.lines) {
+      // A piece of a split batch: count its own lines (rare, so the loop does not matter).
+      telemetry = 0;
+      faults = 0;
+      total = lines.length;
+      for (const line of lines) {
+        if (line.startsWith(MEASUREMENTS.telemetry)) telemetry++;
+        else if (line.startsWith(MEASUREMENTS.faults)) faults++;
+      }
     }
     const m = this.o.metrics.influxPointsWritten;
+    const status = total - telemetry - faults;
     if (telemetry) m.inc({ measurement: MEASUREMENTS.telemetry }, telemetry);
     if (faults) m.inc({ measurement: MEASUREMENTS.faults }, faults);
     if (status) m.inc({ measurement: MEASUREMENTS.status }, status);
