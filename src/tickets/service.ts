@@ -86,6 +86,12 @@ export interface TicketServiceOptions {
   now?: () => number;
   log?: Logger;
   observer?: TicketObserver;
+  /**
+   * Rule events handled at once; more wait here, in order. The bus starts every listener at once,
+   * and a burst of hundreds of events would otherwise queue for the connection pool (which other
+   * components share) until its connect timeout fails them.
+   */
+  maxConcurrentEvents?: number;
 }
 
 export type RuleEventOutcome =
@@ -123,6 +129,27 @@ interface PendingNotification {
 }
 
 /** What one transaction changed; turned into webhooks before COMMIT and stream events after. */
+/** A counting semaphore: at most `size` callers run at once, the rest wait in arrival order. */
+class Limiter {
+  #active = 0;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(readonly size: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#active >= this.size) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else this.#active++;
+    try {
+      return await fn();
+    } finally {
+      // Hand the slot straight to the next waiter, so a newcomer cannot overtake the queue.
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#active--;
+    }
+  }
+}
+
 class Work {
   readonly at: Date;
   readonly events = new Map<string, PendingEvent[]>();
@@ -157,8 +184,12 @@ export class TicketService {
   readonly #route: ReturnType<typeof teamRouter>;
   readonly #safety: (text: string) => string | null;
   readonly #listeners = new Set<(e: StreamEvent) => void>();
+  readonly #events: Limiter;
+  /** The last queued event of each fingerprint: the next one waits for it. */
+  readonly #chains = new Map<string, Promise<unknown>>();
 
   constructor(options: TicketServiceOptions) {
+    this.#events = new Limiter(options.maxConcurrentEvents ?? 4);
     this.#db = options.db;
     this.#config = options.config;
     this.#outbox = options.outbox ?? null;
@@ -194,6 +225,32 @@ export class TicketService {
   /** Opens a ticket, reopens a recently resolved one, or adds an occurrence to the open one. */
   async handleFired(e: RuleFired): Promise<RuleEventOutcome> {
     if (!e.actions.ticket) return { action: 'no_ticket', ticketId: null };
+    return this.#inOrder(e.fingerprint, () => this.#fired(e));
+  }
+
+  /**
+   * Events of one fingerprint are applied in the order they were emitted (a fired overtaken by its
+   * resolve would leave a recovered problem's ticket open), and at most maxConcurrentEvents
+   * events run at once. Between processes, the unique index is what keeps tickets single.
+   */
+  #inOrder<T>(fingerprint: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#chains.get(fingerprint) ?? Promise.resolve();
+    const next = previous.then(
+      () => this.#events.run(fn),
+      () => this.#events.run(fn),
+    );
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#chains.set(fingerprint, settled);
+    void settled.then(() => {
+      if (this.#chains.get(fingerprint) === settled) this.#chains.delete(fingerprint);
+    });
+    return next;
+  }
+
+  async #fired(e: RuleFired): Promise<RuleEventOutcome> {
     const outcome = await this.#run((q, w) => this.#openOrAppend(q, w, e));
     if (outcome.ticketId !== null && outcome.action !== 'duplicate') await this.#checkFleet(outcome.ticketId);
     return outcome;
@@ -205,6 +262,10 @@ export class TicketService {
    */
   async handleUpdated(e: RuleUpdated): Promise<RuleEventOutcome> {
     if (!e.actions.ticket) return { action: 'no_ticket', ticketId: null };
+    return this.#inOrder(e.fingerprint, () => this.#updated(e));
+  }
+
+  async #updated(e: RuleUpdated): Promise<RuleEventOutcome> {
     const outcome = await this.#run((q, w) => this.#openOrAppend(q, w, e));
     if (outcome.ticketId !== null && (outcome.action !== 'appended' || e.reason !== 'escalated')) {
       await this.#checkFleet(outcome.ticketId);
@@ -215,6 +276,10 @@ export class TicketService {
   /** Marks the ticket recovered, or closes it when the rule says autoClose. */
   async handleResolved(e: RuleResolved): Promise<RuleEventOutcome> {
     if (!e.actions.ticket) return { action: 'no_ticket', ticketId: null };
+    return this.#inOrder(e.fingerprint, () => this.#resolved(e));
+  }
+
+  async #resolved(e: RuleResolved): Promise<RuleEventOutcome> {
     return this.#run(async (q, w) => {
       const t = await this.#lockOpen(q, e.fingerprint);
       if (!t) return { action: 'no_ticket', ticketId: null };
