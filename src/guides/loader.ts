@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import picomatch from 'picomatch';
 import semver from 'semver';
+import { parse as parseYaml } from 'yaml';
 import { parseYamlWith } from '../rules/loader.js';
 import type { LoadIssue } from '../rules/types.js';
 import { canonicalLocale } from './locale.js';
@@ -42,6 +43,19 @@ export function expandGuidePaths(paths: readonly string[]): string[] {
   return out;
 }
 
+const KNOWN_KEYS = Object.keys(guideFrontMatterSchema.shape);
+
+/** One edit apart (a typo), or one a prefix of the other (ownerFix for ownerFixable). */
+function closeTo(a: string, b: string): boolean {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  if (x.startsWith(y) || y.startsWith(x)) return Math.min(x.length, y.length) >= 4;
+  if (Math.abs(x.length - y.length) > 1) return false;
+  let i = 0;
+  while (i < x.length && x[i] === y[i]) i++;
+  return x.slice(i + (x.length >= y.length ? 1 : 0)) === y.slice(i + (y.length >= x.length ? 1 : 0));
+}
+
 interface Parsed {
   guide: Guide | null;
   errors: LoadIssue[];
@@ -67,9 +81,28 @@ export function parseGuide(text: string, file: string): Parsed {
   if (end < 0) return none('the front matter has no closing "---" line');
   // Blank first line instead of the "---": YAML positions are then file positions.
   const yamlText = ['', ...lines.slice(1, end)].join('\n');
-  const parsed = parseYamlWith<GuideFrontMatter>(yamlText, file, guideFrontMatterSchema);
+  // Unknown keys are reported here, with a suggestion in guide terms; the rest by the schema.
+  const parsed = parseYamlWith<GuideFrontMatter>(yamlText, file, guideFrontMatterSchema.loose());
   errors.push(...parsed.errors);
-  const fm = parsed.data;
+  let raw: unknown = null;
+  try {
+    raw = parseYaml(yamlText);
+  } catch {
+    // Syntax errors are in parsed.errors already.
+  }
+  const keys = raw && typeof raw === 'object' && !Array.isArray(raw) ? Object.keys(raw) : [];
+  for (const key of keys) {
+    if (KNOWN_KEYS.includes(key)) continue;
+    const near = KNOWN_KEYS.find((k) => k.toLowerCase() === key.toLowerCase() || closeTo(k, key));
+    errors.push({
+      file,
+      ...parsed.at([key]),
+      message: near
+        ? `unknown key "${key}" (did you mean "${near}"?)`
+        : `unknown key "${key}"; expected one of: ${KNOWN_KEYS.join(', ')}`,
+    });
+  }
+  const fm = errors.length > 0 ? null : parsed.data;
   if (!fm) return { guide: null, errors, warnings, at: parsed.at };
 
   const issue = (path: Array<string | number>, message: string): LoadIssue => ({
