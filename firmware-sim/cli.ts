@@ -18,7 +18,8 @@ try {
   await buildProgram(io).parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    process.exitCode = err.exitCode;
+    // Help and version exit 0; every usage error exits 2, like the errors the commands raise.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
   } else {
     process.stderr.write(`firmware-sim: ${(err as Error).message}\n`);
     process.exitCode = 2;

@@ -287,7 +287,7 @@ export function buildProgram(io: Io): Command {
     .description(
       'Simulated appliance fleet for Faultline: deterministic device physics, fault injection, record and replay',
     )
-    .showHelpAfterError()
+    .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
