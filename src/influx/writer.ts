@@ -46,8 +46,18 @@ export function readDatabase(settings: Config['influx']): string {
   return settings.database ?? (settings.api === 'v2' && settings.bucket ? settings.bucket : 'faultline');
 }
 
-/** Maps an HTTP answer to what the sink should do with the batch. */
-export function classify(status: number, message: string, retryAfter: string | null = null): WriteResult {
+/**
+ * Maps an HTTP answer to what the sink should do with the batch. `body` is the raw answer: early
+ * InfluxDB 3 answered a partial write with 201 and the refused lines in the body, so a 201 that says
+ * something is treated like the 400 later versions send (the batch is split to find those lines).
+ */
+export function classify(
+  status: number,
+  message: string,
+  retryAfter: string | null = null,
+  body = '',
+): WriteResult {
+  if (status === 201 && body.trim() !== '') return { kind: 'rejected', status, message };
   if (status >= 200 && status < 300) return { kind: 'ok', status };
   if (status === 413) return { kind: 'too_large', status, message };
   const retry = (reason: RetryReason): WriteResult => {
@@ -177,6 +187,7 @@ class V1Writer implements InfluxWriter {
                 res.statusCode ?? 0,
                 serverMessage(text, res.statusMessage ?? ''),
                 typeof retryAfter === 'string' ? retryAfter : null,
+                text,
               ),
             );
           });
@@ -214,6 +225,7 @@ class V2Writer implements InfluxWriter {
     // The status comes from the transport itself: WriteApi's close() and flush() can resolve without
     // having sent anything (after close, or with an empty buffer), so only a status seen here counts.
     let status: number | undefined;
+    let answer = '';
     const base = this.client.transport;
     const observing: Transport = {
       chunkCombiner: base.chunkCombiner,
@@ -229,6 +241,10 @@ class V2Writer implements InfluxWriter {
             responseStarted(headers, statusCode) {
               status = statusCode;
               callbacks?.responseStarted?.(headers, statusCode);
+            },
+            next(chunk) {
+              if (answer.length < 65_536) answer += Buffer.from(chunk).toString('utf8');
+              return callbacks?.next?.(chunk) ?? true;
             },
           },
         );
@@ -255,7 +271,8 @@ class V2Writer implements InfluxWriter {
     } catch (err) {
       return this.failure(err);
     }
-    if (status !== undefined && status >= 200 && status < 300) return { kind: 'ok', status };
+    if (status !== undefined && status >= 200 && status < 300)
+      return classify(status, serverMessage(answer, `HTTP ${status}`), null, answer);
     return {
       kind: 'retry',
       reason: 'unconfirmed',

@@ -65,6 +65,12 @@ describe('line protocol', () => {
 describe('answers from InfluxDB', () => {
   it('maps each status to what the sink does', () => {
     expect(classify(204, '')).toEqual({ kind: 'ok', status: 204 });
+    // Early InfluxDB 3 answered a partial write with 201 and the refused lines in the body.
+    expect(classify(201, 'line 3: bad field', null, '{"error":"line 3: bad field"}')).toMatchObject({
+      kind: 'rejected',
+      status: 201,
+    });
+    expect(classify(201, 'Created', null, '')).toEqual({ kind: 'ok', status: 201 });
     expect(classify(400, 'partial write')).toEqual({
       kind: 'rejected',
       status: 400,

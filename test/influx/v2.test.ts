@@ -144,4 +144,31 @@ describe('InfluxDB v2 write API', () => {
     const coil = await victoria.exportSeries('telemetry_coil_temp{device="v2-ac-2"}');
     expect(coil[0]!.values).toEqual([0, 1, 2, 3, 4, 6, 7]);
   });
+
+  it('does not take a 201 that lists refused lines (early InfluxDB 3 partial writes) as success', async () => {
+    decide = (req) => {
+      if (!req.url.startsWith('/api/v2/write')) return 'forward';
+      if (!req.body.includes('mode="eco"')) return 'forward';
+      return {
+        status: 201,
+        body: '{"error":"partial write of line protocol occurred","data":[{"line_number":1}]}',
+      };
+    };
+    const secret = await bridge.addDevice('v2-ac-3');
+    const client = await bridge.connect('v2-ac-3', secret);
+    const t0 = Date.UTC(2025, 3, 3);
+    const batch = Array.from({ length: 4 }, (_, i) => ({
+      ts: t0 + i * 1000,
+      seq: i + 1,
+      metrics: i === 2 ? { mode: 'eco', coil_temp: i } : { coil_temp: i },
+    }));
+    await client.publishAsync('devices/v2-ac-3/telemetry', JSON.stringify({ batch }), { qos: 1 });
+    await caughtUp(bridge);
+    const files = quarantined(bridge.dataDir).filter((f) => f.lines[0]!.includes('v2-ac-3'));
+    expect(files.map((f) => [f.lines, f.sidecar.status])).toEqual([
+      [[`telemetry,device=v2-ac-3,model=AC-9000 mode="eco",coil_temp=2 ${t0 + 2000}`], 201],
+    ]);
+    const coil = await victoria.exportSeries('telemetry_coil_temp{device="v2-ac-3"}');
+    expect(coil[0]!.values).toEqual([0, 1, 3]);
+  });
 });
