@@ -129,7 +129,7 @@ export function createTickets(options: TicketsOptions): TicketsFeature {
         tc.checkSchedule,
         async () => {
           // node-cron's noOverlap skips a run while one is going; this also lets stop() wait for it.
-          if (checking) return;
+          if (checking !== null) return;
           checking = runChecks()
             .catch((err: unknown) =>
               log.warn({ err, component: 'tickets' }, 'ticket checks failed; next run retries'),

@@ -75,7 +75,12 @@ beforeEach(async () => {
 
 const as = (role: keyof typeof TOKENS) => auth(role);
 
-async function api(method: 'GET' | 'POST', url: string, role: keyof typeof TOKENS, payload?: Record<string, unknown>) {
+async function api(
+  method: 'GET' | 'POST',
+  url: string,
+  role: keyof typeof TOKENS,
+  payload?: Record<string, unknown>,
+) {
   const res = await app.inject({
     method,
     url,
@@ -324,7 +329,7 @@ describe('live ticket stream', () => {
       await service.comment(ticketId!, 'live again', STAFF);
       await until('the live frame', () => s.frames.length >= 3);
       expect(s.frames.map((f) => f.event)).toEqual(['assignee.changed', 'comment.added', 'comment.added']);
-      expect(s.frames.map((f) => (f.data?.data as { text?: string }).text ?? null)).toEqual([
+      expect(s.frames.map((f) => (f.data?.data as { text?: string } | undefined)?.text ?? null)).toEqual([
         null,
         'missed while offline',
         'live again',
