@@ -22,10 +22,12 @@ import { DbSink } from './ingest/db-sink.js';
 import { IngestPipeline } from './ingest/pipeline.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { Metrics } from './metrics/registry.js';
+import { createPush, type PushFeature } from './push/index.js';
 import { type DeviceChange, type DeviceRecord, DeviceRegistry } from './registry/devices.js';
 import { RulesService } from './rules/service.js';
 import { createTickets, type TicketsFeature } from './tickets/index.js';
 import { WriteAheadLog } from './wal/index.js';
+import { webRoutes } from './web/index.js';
 
 export interface AppAddresses {
   mqtt: string | null;
@@ -54,6 +56,7 @@ export interface AppParts {
   pipeline: IngestPipeline;
   rules: RulesService;
   tickets: TicketsFeature;
+  push: PushFeature;
   broker: EmbeddedBroker | null;
   external: ExternalSubscriber | null;
   http: FastifyInstance;
@@ -180,6 +183,28 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       metrics,
       log: log.child({ component: 'rules' }),
     });
+    // Before the replay too: replayed rule events say again which incidents want a guide.
+    const push = await createPush({
+      config,
+      dataDir,
+      db,
+      bus,
+      metrics,
+      log: log.child({ component: 'push' }),
+      tickets,
+      stillFiring: (ruleId, deviceId, code) =>
+        rules.engine
+          .ruleStates(deviceId)
+          .some(
+            (s) =>
+              s.ruleId === ruleId &&
+              (code === null || s.code === code) &&
+              s.phase === 'firing' &&
+              s.condition === 'on',
+          ),
+    });
+    // Stops after the doors and the pipeline (no new receipts or rule events), before tickets.
+    cleanups.unshift(() => push.stop());
     // Registered before the replay, so restored timers and replayed samples meet the same engine.
     pipeline.addCheckpointed('rules', rules);
     const { replayed } = await pipeline.start();
@@ -222,6 +247,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       });
       const b = broker;
       replyError = (...args) => b.replyError(...args);
+      push.attachBroker(broker);
       brokerAddresses = await broker.start();
       cleanups.unshift(() => b.stop());
       log.info(
@@ -244,6 +270,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       const started = await external.start();
       externalUrl = started.url;
       cleanups.unshift(() => e.stop());
+      await push.attachExternal();
       log.info({ component: 'external', ...started }, `subscribed to external broker ${started.url}`);
     }
 
@@ -267,7 +294,13 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       metrics,
       devices,
       deadLetters,
-      extraRoutes: [rules.routes, influx.routes, ...tickets.routes],
+      extraRoutes: [
+        rules.routes,
+        influx.routes,
+        ...tickets.routes,
+        ...push.routes,
+        ...webRoutes({ db, log: log.child({ component: 'web' }) }),
+      ],
       readiness: () => ({
         ready,
         components: {
@@ -284,6 +317,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
     const httpUrl = `http://${displayHost(config.http.host)}:${httpPort}`;
     await updateLock(dataDir, { httpUrl });
     tickets.start();
+    push.start();
     log.info(
       { component: 'http' },
       `HTTP API on ${httpUrl}/api/v1 (docs ${httpUrl}/docs, metrics ${httpUrl}/metrics)`,
@@ -304,6 +338,7 @@ export function buildApp(config: Readonly<Config>, options: BuildOptions = {}): 
       pipeline,
       rules,
       tickets,
+      push,
       broker,
       external,
       http,

@@ -8,8 +8,10 @@ import { Command, Option } from 'commander';
 import { openDataAccess } from './cli/data-access.js';
 import { loadConfig } from './config/load.js';
 import { isFaultlineError } from './errors/catalogue.js';
+import { runGuidesCheck } from './guides/check.js';
 import { backtestCommand } from './influx/backtest.js';
 import { EXIT, runBridge } from './main.js';
+import { withOwnerAccess } from './owners/cli.js';
 
 const program = new Command();
 program
@@ -161,6 +163,62 @@ rulesGroup
       stdout: process.stdout,
       stderr: process.stderr,
     });
+  });
+
+const owners = program.command('owners').description('owners of appliances, as their apps log in');
+owners
+  .command('add')
+  .description('register an owner (the credential their app presents: username owner:<id>)')
+  .requiredOption('--id <id>', 'owner id (pseudonymous; the same as devices --owner)')
+  .requiredOption(
+    '--secret <secret>',
+    'owner secret, at least 16 random characters (stored only as a salted hash)',
+  )
+  .requiredOption('--locale <locale>', 'language of guides and surveys, e.g. zh-CN or en')
+  .option('--timezone <tz>', 'IANA time zone for quiet hours, e.g. Asia/Shanghai')
+  .option('--quiet-hours <HH:MM-HH:MM|off>', 'no notifications then, except DANGER')
+  .option('--push-channel <name>', 'push service of the token, e.g. fcm, apns, hms')
+  .option('--push-token <token>', "the app's token for that push service")
+  .action(async (o: Record<string, string | undefined>) => {
+    await withOwnerAccess(loadConfig({ file: configFile() }), async (access) => {
+      const owner = await access.add({
+        id: o.id!,
+        secret: o.secret!,
+        locale: o.locale!,
+        ...(o.timezone ? { timezone: o.timezone } : {}),
+        ...(o.quietHours ? { quietHours: o.quietHours } : {}),
+        ...(o.pushChannel ? { pushChannel: o.pushChannel } : {}),
+        ...(o.pushToken ? { pushToken: o.pushToken } : {}),
+      });
+      process.stderr.write(`owner ${owner.id} registered (via ${access.via})\n`);
+      print(owner);
+    });
+  });
+
+const guides = program.command('guides').description('troubleshooting guides for owners');
+guides
+  .command('check [paths...]')
+  .description(
+    'validate guide files (default: guides/); with --rules, every rule needs a guide in each locale',
+  )
+  .option('--rules <paths>', 'rule files or directories, comma-separated, to check coverage against')
+  .option('--locales <list>', 'locales every rule needs a guide in (with --rules)', 'zh-CN,en')
+  .option('--strict', 'warnings fail the check too')
+  .action((paths: string[], o: { rules?: string; locales: string; strict?: boolean }) => {
+    const list = (text: string) =>
+      text
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean);
+    process.exitCode = runGuidesCheck(
+      paths.length > 0 ? paths : ['guides'],
+      { stdout: process.stdout, stderr: process.stderr },
+      {
+        ...(o.rules ? { rules: list(o.rules) } : {}),
+        requireLocales: list(o.locales),
+        strict: o.strict === true,
+      },
+    );
   });
 
 function configFile(): string | undefined {

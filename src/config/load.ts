@@ -42,6 +42,19 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; parse: 
   { env: 'FAULTLINE_INFLUX_TOKEN', path: ['influx', 'token'], parse: asString },
   { env: 'FAULTLINE_INFLUX_USERNAME', path: ['influx', 'username'], parse: asString },
   { env: 'FAULTLINE_INFLUX_PASSWORD', path: ['influx', 'password'], parse: asString },
+  {
+    env: 'FAULTLINE_GUIDES',
+    path: ['guides', 'paths'],
+    parse: (raw) =>
+      raw
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean),
+  },
+  { env: 'FAULTLINE_PUSH_GATEWAY_URL', path: ['push', 'gateway', 'url'], parse: asString },
+  { env: 'FAULTLINE_PUSH_GATEWAY_SECRET', path: ['push', 'gateway', 'secret'], parse: asString },
+  { env: 'FAULTLINE_PUSH_PUBLIC_URL', path: ['push', 'publicUrl'], parse: asString },
+  { env: 'FAULTLINE_PUSH_LINK_SECRET', path: ['push', 'linkSecret'], parse: asString },
 ];
 
 export interface LoadOptions {

@@ -3,6 +3,7 @@
  * no file) gives a bridge that runs on embedded defaults: Aedes, PGlite, no InfluxDB.
  */
 import { z } from 'zod';
+import { guidesConfigSchema, pushConfigSchema } from '../push/config.js';
 import { ticketsConfigSchema } from '../tickets/config.js';
 
 const port = z.number().int().min(0).max(65_535);
@@ -201,6 +202,8 @@ export const configSchema = z.strictObject({
   rules: rulesSchema.prefault({}),
   influx: influxSchema.prefault({}),
   tickets: ticketsConfigSchema,
+  guides: guidesConfigSchema,
+  push: pushConfigSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -237,6 +237,70 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX outbox_attempts_delivery_idx ON outbox_attempts (delivery_id, id)',
     ],
   },
+  {
+    id: 3,
+    name: 'owners and the notifications pushed to their apps',
+    statements: [
+      // Only what a channel needs: no name, phone or address. quiet_hours: 'HH:MM-HH:MM', 'off',
+      // or NULL for the configured default.
+      `CREATE TABLE owners (
+        id text COLLATE "C" PRIMARY KEY,
+        locale text NOT NULL,
+        timezone text,
+        quiet_hours text,
+        secret_hash text NOT NULL,
+        push_channel text,
+        push_token text,
+        disabled boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz
+      )`,
+      // owner_id is NULL once the owner is deleted: the row stays as a pseudonymous count.
+      `CREATE TABLE owner_notifications (
+        id text COLLATE "C" PRIMARY KEY,
+        seq bigserial NOT NULL,
+        owner_id text COLLATE "C",
+        kind text NOT NULL CHECK (kind IN ('guide', 'survey')),
+        trigger_key text NOT NULL UNIQUE,
+        ticket_id bigint,
+        device_id text,
+        rule_id text,
+        collapse_key text NOT NULL,
+        guide_id text,
+        locale text,
+        signal text,
+        severity text,
+        body jsonb,
+        status text NOT NULL CHECK (status IN ('scheduled', 'sent', 'superseded', 'expired', 'cancelled')),
+        held text,
+        send_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL,
+        created_at timestamptz NOT NULL,
+        sent_at timestamptz,
+        channels jsonb,
+        outbox_message_id bigint,
+        timeline_at timestamptz,
+        delivered_at timestamptz,
+        opened_at timestamptz,
+        outcome text CHECK (outcome IN ('fixed', 'not_fixed')),
+        outcome_at timestamptz,
+        survey_score smallint CHECK (survey_score BETWEEN 1 AND 5),
+        survey_text text,
+        answered_at timestamptz
+      )`,
+      `CREATE INDEX owner_notifications_due_idx ON owner_notifications (send_at, id)
+        WHERE status = 'scheduled'`,
+      'CREATE INDEX owner_notifications_owner_idx ON owner_notifications (owner_id, sent_at)',
+      'CREATE INDEX owner_notifications_collapse_idx ON owner_notifications (collapse_key, created_at)',
+      'CREATE INDEX owner_notifications_ticket_idx ON owner_notifications (ticket_id)',
+      // The push feature's place in the ticket timeline, so a restart resumes where it stopped.
+      `CREATE TABLE push_cursors (
+        name text PRIMARY KEY,
+        event_id bigint NOT NULL,
+        updated_at timestamptz NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** Any constant works; it only has to be the same in every Faultline process sharing a database. */

@@ -145,6 +145,18 @@ export class Metrics {
     help: 'On-call pages (P1 and safety tickets), at most one per ticket cycle',
     registers: [this.registry],
   });
+  readonly ownerNotifications = new Counter({
+    name: 'faultline_owner_notifications_total',
+    help: 'Owner notifications by kind (guide, survey) and outcome (created, held, sent, expired, no_guide, no_owner, guide_off)',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly ownerReceipts = new Counter({
+    name: 'faultline_owner_receipts_total',
+    help: 'Receipts from owner apps, by status (delivered, opened, fixed, not_fixed, survey)',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
   readonly webhookAttempts = new Counter({
     name: 'faultline_webhook_attempts_total',
     help: 'Outbox delivery attempts, by receiver and outcome (delivered, retry, dead)',
