@@ -69,6 +69,7 @@ export function createTickets(options: TicketsOptions): TicketsFeature {
       reopened: () => metrics.ticketsReopened.inc(),
       escalated: (target) => metrics.ticketEscalations.inc({ target }),
       paged: () => metrics.onCallPages.inc(),
+      retried: () => metrics.dbErrors.inc({ op: 'ticket_event' }),
     },
   });
 
@@ -145,6 +146,7 @@ export function createTickets(options: TicketsOptions): TicketsFeature {
     },
     async stop() {
       for (const off of unsubscribe) off();
+      service.close();
       if (task) await task.destroy();
       task = null;
       await checking;

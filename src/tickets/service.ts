@@ -76,6 +76,8 @@ export interface TicketObserver {
   reopened?(): void;
   escalated?(target: 'response' | 'resolution'): void;
   paged?(): void;
+  /** A rule event waited for the database to come back. */
+  retried?(): void;
 }
 
 export interface TicketServiceOptions {
@@ -187,6 +189,7 @@ export class TicketService {
   readonly #events: Limiter;
   /** The last queued event of each fingerprint: the next one waits for it. */
   readonly #chains = new Map<string, Promise<unknown>>();
+  #closing = false;
 
   constructor(options: TicketServiceOptions) {
     this.#events = new Limiter(options.maxConcurrentEvents ?? 4);
@@ -236,8 +239,8 @@ export class TicketService {
   #inOrder<T>(fingerprint: string, fn: () => Promise<T>): Promise<T> {
     const previous = this.#chains.get(fingerprint) ?? Promise.resolve();
     const next = previous.then(
-      () => this.#events.run(fn),
-      () => this.#events.run(fn),
+      () => this.#events.run(() => this.#untilDbAnswers(fn)),
+      () => this.#events.run(() => this.#untilDbAnswers(fn)),
     );
     const settled = next.then(
       () => undefined,
@@ -248,6 +251,31 @@ export class TicketService {
       if (this.#chains.get(fingerprint) === settled) this.#chains.delete(fingerprint);
     });
     return next;
+  }
+
+  /**
+   * A database outage must not drop a rule event: it is retried with capped backoff, still in its
+   * fingerprint's order, until the database answers or the service closes (then it fails, logged).
+   */
+  async #untilDbAnswers<T>(fn: () => Promise<T>): Promise<T> {
+    let delay = 100;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (err) {
+        const unavailable = err instanceof FaultlineError && err.code === 'FL_DB_UNAVAILABLE';
+        if (!unavailable || this.#closing) throw err;
+        this.#log?.warn({ err, retryInMs: delay }, 'database unavailable; rule event kept and retried');
+        this.#observer.retried?.();
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5_000);
+      }
+    }
+  }
+
+  /** Stops retrying rule events against an unavailable database (shutdown). */
+  close(): void {
+    this.#closing = true;
   }
 
   async #fired(e: RuleFired): Promise<RuleEventOutcome> {

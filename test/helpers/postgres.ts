@@ -33,6 +33,10 @@ export interface PostgresServer {
   adminUrl: string;
   pid: number;
   stop(): Promise<void>;
+  /** Stops the server (fast shutdown) but keeps its data, for outage tests. */
+  halt(): Promise<void>;
+  /** Starts it again on the same port and data after halt(). */
+  resume(): Promise<void>;
 }
 
 interface RunAs {
@@ -247,15 +251,38 @@ export async function startPostgres(): Promise<PostgresServer> {
       await admin.query('CREATE DATABASE faultline_test');
       await admin.end();
       let stopped = false;
+      let current = child;
+      const args = [
+        '-D',
+        dataDir,
+        '-p',
+        String(port),
+        '-k',
+        socketDir,
+        '-h',
+        '127.0.0.1',
+        '-F',
+        '-c',
+        'max_connections=200',
+      ];
       return {
         url: `postgres://postgres@127.0.0.1:${port}/faultline_test`,
         adminUrl,
-        pid: child.pid!,
+        get pid() {
+          return current.pid!;
+        },
         async stop() {
           if (stopped) return;
           stopped = true;
-          await stopChild(child);
+          await stopChild(current);
           rmSync(base, { recursive: true, force: true });
+        },
+        async halt() {
+          await stopChild(current);
+        },
+        async resume() {
+          current = spawnAs(user, join(bin, 'postgres'), args, base);
+          await waitReady(current, port, collect(current));
         },
       };
     }
