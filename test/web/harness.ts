@@ -20,7 +20,7 @@ export const DESK_TOKENS = [
 ];
 
 export const RULE_ID = 'desk-ac-overheat';
-const RULES = `apiVersion: faultline/v1
+const rules = (guide: string | false) => `apiVersion: faultline/v1
 rules:
   - id: ${RULE_ID}
     title: "Compressor overheating on {{device.id}} ({{value}} °C)"
@@ -28,7 +28,7 @@ rules:
     scope: { models: "AC-*" }
     severity: major
     category: hardware_fault
-    actions: { ticket: true, guide: false, autoClose: false }
+    actions: { ticket: true, guide: ${guide === false ? 'false' : guide}, autoClose: false }
     params: { threshold: 95, clearBelow: 90 }
     when:
       threshold: { metric: compressor_temp, op: ">", value: $threshold }
@@ -41,11 +41,14 @@ rules:
       for: 1s
 `;
 
-/** A rules directory holding the one short rule; seconds, so it fires within a test. */
-export function rulesDir(): { path: string; remove(): void } {
+/**
+ * A rules directory holding the one short rule; seconds, so it fires within a test. `guide` names
+ * the guide pushed to the owner when it opens a ticket.
+ */
+export function rulesDir(guide: string | false = false): { path: string; remove(): void } {
   const dir = tempDir('desk-rules');
   mkdirSync(dir.path, { recursive: true });
-  writeFileSync(join(dir.path, 'ac.yaml'), RULES);
+  writeFileSync(join(dir.path, 'ac.yaml'), rules(guide));
   return dir;
 }
 

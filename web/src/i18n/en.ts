@@ -161,6 +161,16 @@ export const en = {
   'kind.guide.sent': 'Guide sent to the owner',
   'kind.rule.resolved': 'Device recovered',
 
+  'link.ownerReceipt': 'Owner: {receipt}',
+  'link.ownerSurvey': 'Owner rated the service {score} / 5',
+  'link.surveyRequest': 'Satisfaction survey sent to the owner',
+  'link.previous': 'Follows ticket #{ref}',
+  'link.other': '{kind}: {ref}',
+  'receipt.delivered': 'guide delivered',
+  'receipt.opened': 'guide opened',
+  'receipt.fixed': 'the guide fixed it',
+  'receipt.not_fixed': 'the guide did not fix it',
+
   'guide.title': 'Guide and receipts',
   'guide.none': 'No guide has been sent to the owner for this ticket.',
   'guide.notification': 'Guide {guide} ({locale})',

@@ -161,6 +161,16 @@ export const zh: Record<Key, string> = {
   'kind.guide.sent': '已向用户发送指南',
   'kind.rule.resolved': '设备已恢复',
 
+  'link.ownerReceipt': '用户：{receipt}',
+  'link.ownerSurvey': '用户评分 {score} / 5',
+  'link.surveyRequest': '已向用户发送满意度调查',
+  'link.previous': '接续工单 #{ref}',
+  'link.other': '{kind}：{ref}',
+  'receipt.delivered': '指南已送达',
+  'receipt.opened': '指南已打开',
+  'receipt.fixed': '按指南已解决',
+  'receipt.not_fixed': '按指南未解决',
+
   'guide.title': '指南与回执',
   'guide.none': '尚未向用户发送此工单的指南。',
   'guide.notification': '指南 {guide}（{locale}）',

@@ -305,15 +305,24 @@ export function describeEntry(e: TimelineEntry, i18n: I18n): string {
         .filter(Boolean)
         .join(' · ');
     case 'guide.sent':
-    case 'link.added':
       return [
-        s(d.kind),
-        d.guideId ? s(d.guideId) : s(d.ref),
+        s(d.guideId ?? d.ref),
         d.locale ? s(d.locale) : '',
-        d.receipt ? s(d.receipt) : '',
+        Array.isArray(d.channels) ? d.channels.join(', ') : '',
       ]
         .filter(Boolean)
         .join(' · ');
+    case 'link.added': {
+      // The push feature says what a receipt did to the ticket ("priority P2 → P1") in its own words.
+      const effect = d.effect ? ` (${s(d.effect)})` : '';
+      if (d.kind === 'owner_receipt')
+        return t('link.ownerReceipt', { receipt: tx('receipt', s(d.receipt)) }) + effect;
+      if (d.kind === 'owner_survey')
+        return t('link.ownerSurvey', { score: s(d.score) }) + (d.text ? `: ${s(d.text)}` : '');
+      if (d.kind === 'owner_survey_request') return t('link.surveyRequest');
+      if (d.kind === 'previous_ticket') return t('link.previous', { ref: s(d.ref) });
+      return t('link.other', { kind: s(d.kind), ref: s(d.ref) });
+    }
     default: {
       const text = Object.entries(d)
         .filter(([, v]) => typeof v !== 'object' || v === null)
