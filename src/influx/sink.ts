@@ -325,14 +325,24 @@ export class InfluxSink {
 
   private async deliver(batch: Batch): Promise<void> {
     try {
-      const quarantined = await this.send(batch, batch.lines, { budget: ISOLATION_BUDGET });
-      batch.done = true;
-      this.o.metrics.influxBatches.inc({ outcome: quarantined > 0 ? 'quarantined' : 'written' });
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const quarantined = await this.send(batch, batch.lines, { budget: ISOLATION_BUDGET });
+          batch.done = true;
+          this.o.metrics.influxBatches.inc({ outcome: quarantined > 0 ? 'quarantined' : 'written' });
+          return;
+        } catch (err) {
+          if (err instanceof Aborted) return;
+          // A bug, not InfluxDB's answer: the batch keeps its slot and is sent again, since the cursor
+          // cannot pass it and nothing behind it could be confirmed otherwise.
+          this.o.log.error({ err }, 'InfluxDB batch failed unexpectedly; sending it again');
+          await this.sleep(this.retryDelay(attempt));
+        }
+      }
     } catch (err) {
-      if (!(err instanceof Aborted))
-        this.o.log.error({ err }, 'InfluxDB batch failed unexpectedly; will resend');
+      if (!(err instanceof Aborted)) throw err;
     } finally {
-      batch.lines = [];
+      if (batch.done) batch.lines = [];
       this.inFlight--;
       this.advance();
       this.pump();
