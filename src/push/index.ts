@@ -95,6 +95,8 @@ export async function createPush(o: PushOptions): Promise<PushFeature> {
     },
   });
 
+  if (pc.enabled) await service.init();
+
   const inflight = new Set<Promise<unknown>>();
   const track = (p: Promise<unknown>): Promise<void> => {
     inflight.add(p);

@@ -482,6 +482,14 @@ export class PushService {
 
   // ---------------------------------------------------------------- the loop
 
+  /**
+   * Makes sure the timeline cursor exists before any ticket can open, so on the first start the
+   * tickets that open from then on are all seen (the ones before are not: the feature was not there).
+   */
+  async init(): Promise<void> {
+    if (this.#o.tickets) await this.#cursor();
+  }
+
   /** Reads the ticket timeline from the stored cursor and handles every entry. */
   async pumpTimeline(): Promise<number> {
     const tickets = this.#o.tickets;
