@@ -369,7 +369,7 @@ export class PushService {
     if (!owner || owner.disabled) return this.#count('survey', { outcome: 'no_owner' });
     // Only owners who were told about the problem are asked how its repair went.
     const { rows } = await this.#o.db.query(
-      'SELECT 1 FROM owner_notifications WHERE ticket_id = $1 LIMIT 1',
+      "SELECT 1 FROM owner_notifications WHERE ticket_id = $1 AND kind = 'guide' AND status = 'sent' LIMIT 1",
       [t.id],
     );
     if (rows.length === 0) return { outcome: 'ignored' };
