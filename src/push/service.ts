@@ -24,6 +24,7 @@ import type { Logger } from '../log/logger.js';
 import type { OwnerContact, OwnerStore } from '../owners/store.js';
 import type { RuleFired, RuleUpdated } from '../rules/types.js';
 import type { Ticket, TicketChange } from '../tickets/model.js';
+import { ENGINE_ACTOR } from '../tickets/service.js';
 import type { Outbox } from '../webhooks/outbox.js';
 import { GATEWAY_RECEIVER, type PushConfig } from './config.js';
 import { signGuideLink } from './links.js';
@@ -326,8 +327,10 @@ export class PushService {
 
   /** One ticket timeline entry: a guide for an opened or reopened ticket, a survey for a resolved one. */
   async handleChange(c: TicketChange): Promise<TriggerOutcome> {
-    if (c.kind === 'ticket.opened' || c.kind === 'ticket.reopened')
+    // A reopen by staff is their call, not news for the owner; a recurrence is.
+    if (c.kind === 'ticket.opened' || (c.kind === 'ticket.reopened' && c.actor === ENGINE_ACTOR)) {
       return this.#guideForTicket(c.ticket, c.eventId);
+    }
     if (c.kind === 'status.changed' && c.data.to === 'resolved' && this.#o.config.survey.enabled) {
       return this.#surveyForTicket(c.ticket, c.eventId);
     }
@@ -501,6 +504,7 @@ export class PushService {
       for (const c of changes) {
         try {
           await this.handleChange(c);
+          this.#failures.delete(c.eventId);
         } catch (err) {
           // Retried on the next passes; a change that keeps failing is skipped, not a wedge.
           const n = (this.#failures.get(c.eventId) ?? 0) + 1;
@@ -562,7 +566,7 @@ export class PushService {
         `SELECT n.*, o.timezone AS o_timezone, o.quiet_hours AS o_quiet_hours, o.push_channel AS o_push_channel,
                 o.push_token AS o_push_token
          FROM owner_notifications n JOIN owners o ON o.id = n.owner_id
-         WHERE n.status = 'scheduled' AND n.send_at <= $1
+         WHERE n.status = 'scheduled' AND n.send_at <= $1 AND NOT o.disabled
          ORDER BY n.owner_id, n.seq LIMIT $2
          FOR UPDATE OF n SKIP LOCKED`,
         [new Date(now), DISPATCH_BATCH],

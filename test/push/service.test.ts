@@ -262,6 +262,21 @@ describeBackends('owner push', (backend) => {
     ]);
   });
 
+  it('sends nothing when staff reopen a ticket, or for an owner who is disabled', async () => {
+    const rig = await withOwner('o-1', { push: { survey: { enabled: false } } });
+    const ticketId = (await rig.fire(ruleEvent('ac-fan-stall', 'ac-1', 'o-1')))!;
+    await rig.push.runOnce();
+    await rig.tickets.setStatus(ticketId, 'resolved', STAFF);
+    await rig.tickets.reopen(ticketId, STAFF, 'customer called back');
+    await rig.push.runOnce();
+    expect(rig.published).toHaveLength(1);
+
+    await rig.owners.update('o-1', { disabled: true });
+    await rig.fire(ruleEvent('ac-fan-stall', 'ac-2', 'o-1'));
+    await rig.push.runOnce();
+    expect(rig.published).toHaveLength(1);
+  });
+
   it('drops a notification held past its TTL instead of sending it late', async () => {
     const rig = await withOwner('o-1', { push: { ttlHours: 2, quietHours: '00:00-23:00' } });
     await rig.fire(ruleEvent('ac-fan-stall', 'ac-1', 'o-1'));
