@@ -33,7 +33,7 @@ import { type Influxd, startInfluxd } from '../test/helpers/influxd.js';
 import { tempDir } from '../test/helpers/process.js';
 import { type Figure, printTable, progress, summarize, writeResults } from './lib.js';
 
-const POINTS = Number(process.argv[2] ?? 200_000);
+const POINTS = Number(process.argv[2] ?? 500_000);
 const ROUNDS = 3;
 const DEVICES = 20;
 const PER_RECORD = 500;

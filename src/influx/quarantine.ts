@@ -11,7 +11,9 @@ import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface QuarantineEntry {
-  lines: readonly string[];
+  /** The refused lines as sent: line protocol, newline-separated. */
+  body: Buffer;
+  points: number;
   status: number;
   message: string;
   target: string;
@@ -30,11 +32,11 @@ export class Quarantine {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const base = `${stamp}-${process.pid}-${String(++this.seq).padStart(4, '0')}`;
     const lp = join(this.dir, `${base}.lp`);
-    await writeSynced(lp, `${entry.lines.join('\n')}\n`);
+    await writeSynced(lp, Buffer.concat([entry.body, Buffer.from('\n')]));
     const sidecar = {
       status: entry.status,
       message: entry.message,
-      points: entry.lines.length,
+      points: entry.points,
       target: entry.target,
       lsnRange: entry.lsnRange,
       quarantinedAt: new Date().toISOString(),
@@ -51,7 +53,7 @@ export class Quarantine {
   }
 }
 
-async function writeSynced(path: string, content: string): Promise<void> {
+async function writeSynced(path: string, content: string | Buffer): Promise<void> {
   const temp = `${path}.tmp`;
   const file = await open(temp, 'w');
   try {

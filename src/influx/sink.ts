@@ -24,6 +24,7 @@ import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { WalCursor, WalRecord, WriteAheadLog } from '../wal/index.js';
 import { deviceTags, faultLine, MEASUREMENTS, statusLine, telemetryLine } from './line-protocol.js';
+import { Lines } from './lines.js';
 import type { Quarantine } from './quarantine.js';
 import type { InfluxWriter, WriteResult } from './writer.js';
 
@@ -48,7 +49,7 @@ export interface InfluxSinkOptions {
 }
 
 interface Batch {
-  lines: string[];
+  lines: Lines;
   /** Points per measurement, counted as lines are added. */
   telemetry: number;
   faults: number;
@@ -71,6 +72,10 @@ const ISOLATION_BUDGET = 64;
 const MAX_PENDING = 1_024;
 const OUTAGE_LOG_EVERY_MS = 60_000;
 const YIELD_EVERY_POINTS = 500;
+const INITIAL = {
+  telemetry: MEASUREMENTS.telemetry.charCodeAt(0),
+  faults: MEASUREMENTS.faults.charCodeAt(0),
+} as const;
 
 class Aborted extends Error {}
 
@@ -150,7 +155,7 @@ export class InfluxSink {
 
   private newBatch(endLsn: number): Batch {
     return {
-      lines: [],
+      lines: new Lines(),
       telemetry: 0,
       faults: 0,
       fresh: true,
@@ -181,7 +186,7 @@ export class InfluxSink {
             encoded = 0;
             await setImmediatePromise();
           }
-          if (this.open.lines.length > 0 && this.now() - this.open.openedAt >= this.o.flushIntervalMs)
+          if (this.open.lines.count > 0 && this.now() - this.open.openedAt >= this.o.flushIntervalMs)
             await this.seal();
         }
         backoff = 0;
@@ -200,7 +205,7 @@ export class InfluxSink {
   /** Nothing more to read now: send the open batch once it is old enough (at once when draining). */
   private async caughtUp(): Promise<void> {
     const age = this.now() - this.open.openedAt;
-    const points = this.open.lines.length;
+    const points = this.open.lines.count;
     // Records without points (dead letters, or a record that ended exactly at a batch boundary) cost
     // nothing to confirm, so they do not wait for the interval that gathers points into batches.
     if (points === 0 && this.open.endLsn > this.sealedEnd()) {
@@ -227,12 +232,12 @@ export class InfluxSink {
       this.open.openedAt = this.now();
     }
     for (const line of lines) {
-      if (this.open.lines.length === 0) this.open.firstLsn = lsn;
+      if (this.open.lines.count === 0) this.open.firstLsn = lsn;
       this.open.lines.push(line);
       if (record.kind === 'telemetry') this.open.telemetry++;
       else if (record.kind === 'faults') this.open.faults++;
       // A record's points may span batches; endLsn stays at the previous record until its last point is in.
-      if (this.open.lines.length >= this.o.batchSize) {
+      if (this.open.lines.count >= this.o.batchSize) {
         await this.seal();
         this.open.fresh = false;
       }
@@ -300,7 +305,7 @@ export class InfluxSink {
     const batch = this.open;
     this.open = this.newBatch(batch.endLsn);
     this.pending.push(batch);
-    if (batch.lines.length === 0) {
+    if (batch.lines.count === 0) {
       batch.done = true;
       this.advance();
       return;
@@ -327,7 +332,7 @@ export class InfluxSink {
     try {
       for (let attempt = 0; ; attempt++) {
         try {
-          const quarantined = await this.send(batch, batch.lines, { budget: ISOLATION_BUDGET });
+          const quarantined = await this.send(batch, 0, batch.lines.count, { budget: ISOLATION_BUDGET });
           batch.done = true;
           this.o.metrics.influxBatches.inc({ outcome: quarantined > 0 ? 'quarantined' : 'written' });
           return;
@@ -342,7 +347,7 @@ export class InfluxSink {
     } catch (err) {
       if (!(err instanceof Aborted)) throw err;
     } finally {
-      if (batch.done) batch.lines = [];
+      if (batch.done) batch.lines.release();
       this.inFlight--;
       this.advance();
       this.pump();
@@ -358,18 +363,19 @@ export class InfluxSink {
   }
 
   /**
-   * Writes lines until InfluxDB confirms them, retrying what may succeed later and bisecting a
-   * refusal down to the points it was about. Resolves with the number of points quarantined.
+   * Writes lines [from, to) of a batch until InfluxDB confirms them, retrying what may succeed later
+   * and bisecting a refusal down to the points it was about. Resolves with the points quarantined.
    */
-  private async send(batch: Batch, lines: string[], isolation: { budget: number }): Promise<number> {
+  private async send(batch: Batch, from: number, to: number, isolation: { budget: number }): Promise<number> {
+    const points = to - from;
     for (let attempt = 0; ; attempt++) {
       if (!this.running) throw new Aborted();
       const started = performance.now();
-      const result = await this.o.writer.write(lines, this.abort.signal);
+      const result = await this.o.writer.write(batch.lines.body(from, to), points, this.abort.signal);
       if (!this.running) throw new Aborted();
       if (result.kind === 'ok') {
         this.o.metrics.influxWriteSeconds.observe((performance.now() - started) / 1000);
-        this.countWritten(batch, lines);
+        this.countWritten(batch, from, to);
         this.recovered();
         return 0;
       }
@@ -380,39 +386,42 @@ export class InfluxSink {
         continue;
       }
       this.recovered();
-      const splittable = lines.length > 1 && (result.kind === 'too_large' || isolation.budget > 0);
+      const splittable = points > 1 && (result.kind === 'too_large' || isolation.budget > 0);
       if (splittable) {
         // Writes are idempotent, so resending the half InfluxDB already took (a partial write) is harmless.
         if (result.kind === 'rejected') isolation.budget -= 2;
-        const mid = lines.length >>> 1;
-        const a = await this.send(batch, lines.slice(0, mid), isolation);
-        const b = await this.send(batch, lines.slice(mid), isolation);
+        const mid = from + (points >>> 1);
+        const a = await this.send(batch, from, mid, isolation);
+        const b = await this.send(batch, mid, to, isolation);
         return a + b;
       }
-      await this.quarantine(batch, lines, result);
-      return lines.length;
+      await this.quarantine(batch, from, to, result);
+      return points;
     }
   }
 
   private async quarantine(
     batch: Batch,
-    lines: string[],
+    from: number,
+    to: number,
     result: Extract<WriteResult, { kind: 'too_large' | 'rejected' }>,
   ): Promise<void> {
+    const points = to - from;
     for (let attempt = 0; ; attempt++) {
       if (!this.running) throw new Aborted();
       try {
         const file = await this.o.quarantine.put({
-          lines,
+          body: batch.lines.body(from, to),
+          points,
           status: result.status,
           message: result.message,
           target: this.o.writer.target,
           lsnRange: [batch.firstLsn, batch.endLsn],
         });
-        this.o.metrics.influxQuarantined.inc(lines.length);
+        this.o.metrics.influxQuarantined.inc(points);
         this.o.log.warn(
-          { status: result.status, points: lines.length, file },
-          `InfluxDB refused ${lines.length} point(s) (${result.status}: ${result.message}); quarantined in ${file}, later batches continue`,
+          { status: result.status, points, file },
+          `InfluxDB refused ${points} point(s) (${result.status}: ${result.message}); quarantined in ${file}, later batches continue`,
         );
         return;
       } catch (err) {
@@ -426,22 +435,21 @@ export class InfluxSink {
     }
   }
 
-  private countWritten(batch: Batch, lines: readonly string[]): void {
+  private countWritten(batch: Batch, from: number, to: number): void {
     let telemetry = batch.telemetry;
     let faults = batch.faults;
-    let total = batch.lines.length;
-    if (lines !== batch.lines) {
+    if (from !== 0 || to !== batch.lines.count) {
       // A piece of a split batch: count its own lines (rare, so the loop does not matter).
       telemetry = 0;
       faults = 0;
-      total = lines.length;
-      for (const line of lines) {
-        if (line.startsWith(MEASUREMENTS.telemetry)) telemetry++;
-        else if (line.startsWith(MEASUREMENTS.faults)) faults++;
+      for (let i = from; i < to; i++) {
+        const c = batch.lines.initial(i);
+        if (c === INITIAL.telemetry) telemetry++;
+        else if (c === INITIAL.faults) faults++;
       }
     }
     const m = this.o.metrics.influxPointsWritten;
-    const status = total - telemetry - faults;
+    const status = to - from - telemetry - faults;
     if (telemetry) m.inc({ measurement: MEASUREMENTS.telemetry }, telemetry);
     if (faults) m.inc({ measurement: MEASUREMENTS.faults }, faults);
     if (status) m.inc({ measurement: MEASUREMENTS.status }, status);

@@ -29,7 +29,8 @@ export type WriteResult =
 export interface InfluxWriter {
   /** Where writes go, without credentials, for logs and quarantine sidecars. */
   readonly target: string;
-  write(lines: readonly string[], signal: AbortSignal): Promise<WriteResult>;
+  /** Sends `points` lines of line protocol (newline-separated, as they go on the wire). */
+  write(body: Buffer, points: number, signal: AbortSignal): Promise<WriteResult>;
 }
 
 export interface WriterHooks {
@@ -144,8 +145,8 @@ class V1Writer implements InfluxWriter {
     this.agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
   }
 
-  async write(lines: readonly string[], signal: AbortSignal): Promise<WriteResult> {
-    const result = await this.post(lines, signal);
+  async write(body: Buffer, _points: number, signal: AbortSignal): Promise<WriteResult> {
+    const result = await this.post(body, signal);
     if (result.kind !== 'retry' || result.reason !== 'not_found' || !this.hooks.onMissingDatabase)
       return result;
     try {
@@ -153,11 +154,10 @@ class V1Writer implements InfluxWriter {
     } catch (err) {
       return { ...result, message: `${result.message}; creating it failed: ${networkMessage(err)}` };
     }
-    return this.post(lines, signal);
+    return this.post(body, signal);
   }
 
-  private post(lines: readonly string[], signal: AbortSignal): Promise<WriteResult> {
-    const body = Buffer.from(lines.join('\n'), 'utf8');
+  private post(body: Buffer, signal: AbortSignal): Promise<WriteResult> {
     return new Promise<WriteResult>((resolve) => {
       let settled = false;
       const settle = (result: WriteResult) => {
@@ -221,7 +221,7 @@ class V2Writer implements InfluxWriter {
     });
   }
 
-  async write(lines: readonly string[], signal: AbortSignal): Promise<WriteResult> {
+  async write(body: Buffer, points: number, signal: AbortSignal): Promise<WriteResult> {
     // The status comes from the transport itself: WriteApi's close() and flush() can resolve without
     // having sent anything (after close, or with an empty buffer), so only a status seen here counts.
     let status: number | undefined;
@@ -257,16 +257,17 @@ class V2Writer implements InfluxWriter {
       transport: observing,
     }).getWriteApi(this.settings.org ?? '', this.settings.bucket ?? '', 'ms', {
       // One request per call, sent by close(); no timer, no retry buffer: the sink retries from the log.
-      batchSize: lines.length + 1,
+      batchSize: 2,
       maxBatchBytes: Number.MAX_SAFE_INTEGER,
       flushInterval: 0,
       maxRetries: 0,
-      maxBufferLines: lines.length + 1,
+      maxBufferLines: points + 1,
       // Returning a promise makes it the outcome and keeps the client from logging on its own.
       writeFailed: (error) => Promise.reject(error),
     });
     try {
-      writeApi.writeRecords(lines as string[]);
+      // One record holding every line: the client joins records with newlines, so this is the same body.
+      writeApi.writeRecord(body.toString('utf8'));
       await writeApi.close();
     } catch (err) {
       return this.failure(err);

@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DeviceInfo } from '../../src/events/types.js';
+import { Lines } from '../../src/influx/lines.js';
 import { Quarantine } from '../../src/influx/quarantine.js';
 import { InfluxSink, type InfluxSinkOptions } from '../../src/influx/sink.js';
 import type { InfluxWriter, WriteResult } from '../../src/influx/writer.js';
@@ -94,8 +95,10 @@ function recordingWriter(
   const requests: string[][] = [];
   const writer: InfluxWriter = {
     target: 'test',
-    async write(lines) {
-      requests.push([...lines]);
+    async write(body, points) {
+      const lines = body.toString('utf8').split('\n');
+      expect(lines).toHaveLength(points);
+      requests.push(lines);
       return answer(lines, requests.length);
     },
   };
@@ -176,5 +179,23 @@ describe('InfluxDB sink', () => {
     sink = null;
     expect(s.position).toBe(0);
     expect(wal.stats().cursors.influx).toBe(0);
+  });
+});
+
+describe('Lines', () => {
+  it('keeps the lines as one body, growing as needed, and slices any run of them without a copy', () => {
+    const lines = new Lines(8);
+    const text = [
+      'telemetry,device=a t=1 1',
+      'faults,device=a code="E05",detail="華氏\nline" 2',
+      'status,device=a state="online" 3',
+    ];
+    for (const t of text) lines.push(t);
+    expect(lines.count).toBe(3);
+    expect(lines.body().toString('utf8')).toBe(text.join('\n'));
+    expect(lines.body(1, 2).toString('utf8')).toBe(text[1]);
+    expect(lines.body(1, 3).toString('utf8')).toBe(`${text[1]}\n${text[2]}`);
+    expect(lines.body(2, 2).length).toBe(0);
+    expect([0, 1, 2].map((i) => String.fromCharCode(lines.initial(i)))).toEqual(['t', 'f', 's']);
   });
 });
