@@ -11,7 +11,7 @@ import type { Queryable } from '../db/db.js';
 import { FaultlineError } from '../errors/catalogue.js';
 import { errorResponses } from '../http/errors.js';
 import { STATUSES } from '../tickets/model.js';
-import { deskQueue, deskTrend, QUEUE_MAX_LIMIT } from './desk.js';
+import { deskFacets, deskQueue, deskTrend, QUEUE_MAX_LIMIT } from './desk.js';
 
 const ALL: readonly Role[] = ROLES;
 const tags = ['service desk'];
@@ -69,13 +69,14 @@ const queuePage = z.object({
   offset: z.number().int(),
   limit: z.number().int(),
   counts: z.record(z.string(), z.number().int()),
-  facets: z.object({
-    team: z.array(z.string()),
-    model: z.array(z.string()),
-    rule: z.array(z.string()),
-    region: z.array(z.string()),
-  }),
   at: z.string(),
+});
+
+const facets = z.object({
+  team: z.array(z.string()),
+  model: z.array(z.string()),
+  rule: z.array(z.string()),
+  region: z.array(z.string()),
 });
 
 const trendQuery = z.object({
@@ -142,13 +143,26 @@ export function deskRoutes(deps: DeskRouteDeps) {
           description:
             'Unresolved tickets unless `status` says otherwise, P1 first and, within a priority, the ticket ' +
             'closest to (or furthest past) its running SLA target first; paused clocks count the time left ' +
-            'when the wait began. Also the count per status for the other filters, and the filter values.',
+            'when the wait began. Also the count per status for the other filters.',
           tags,
           querystring: queueQuery,
           response: { 200: queuePage, ...errorResponses },
         },
       },
       async (request) => deskQueue(deps.db, request.query, now()),
+    );
+
+    app.get(
+      '/api/v1/desk/facets',
+      {
+        config: { roles: ALL },
+        schema: {
+          summary: 'The teams, models, rules and regions tickets have, for the queue filters',
+          tags,
+          response: { 200: facets, ...errorResponses },
+        },
+      },
+      async () => deskFacets(deps.db),
     );
 
     app.get(

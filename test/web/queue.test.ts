@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/db.js';
-import { deskQueue, deskTrend } from '../../src/web/desk.js';
+import { deskFacets, deskQueue, deskTrend } from '../../src/web/desk.js';
 import { describeBackends, freshDbPerTest } from '../helpers/db.js';
 import { clock, fired, HOUR, MINUTE, rig, STAFF, T0 } from '../tickets/fixtures.js';
 
@@ -72,7 +72,7 @@ describeBackends('desk queue', (backend) => {
       priority: 'P3',
       device: { id: 'rv-0001', model: 'RV-3', region: 'eu' },
     });
-    expect(q.facets).toEqual({
+    expect(await deskFacets(db)).toEqual({
       team: ['service-desk'],
       model: ['AC-9000', 'RV-3'],
       rule: ['ac-compressor-overheat'],

@@ -70,6 +70,8 @@ describe('desk API', () => {
     });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error.code).toBe('FL_VALIDATION');
+    const facets = await h.app.inject({ method: 'GET', url: '/api/v1/desk/facets', headers: auth('staff') });
+    expect(facets.json()).toEqual({ team: [], model: [], rule: [], region: [] });
     const trend = await h.app.inject({
       method: 'GET',
       url: '/api/v1/desk/trend?hours=24',
@@ -84,7 +86,7 @@ describe('desk API', () => {
     const doc = (await h.app.inject({ method: 'GET', url: '/openapi.json' })).json() as {
       paths: Record<string, Record<string, { summary?: string; tags?: string[] }>>;
     };
-    for (const path of ['/api/v1/me', '/api/v1/desk/queue', '/api/v1/desk/trend']) {
+    for (const path of ['/api/v1/me', '/api/v1/desk/queue', '/api/v1/desk/facets', '/api/v1/desk/trend']) {
       expect(doc.paths[path]?.get?.summary, path).toBeTruthy();
       expect(doc.paths[path]?.get?.tags, path).toEqual(['service desk']);
     }

@@ -88,8 +88,14 @@ export interface QueuePage {
   offset: number;
   limit: number;
   counts: Record<string, number>;
-  facets: { team: string[]; model: string[]; rule: string[]; region: string[] };
   at: string;
+}
+
+export interface QueueFacets {
+  team: string[];
+  model: string[];
+  rule: string[];
+  region: string[];
 }
 
 export type MetricValue = number | string | boolean;

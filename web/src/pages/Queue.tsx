@@ -4,7 +4,7 @@
  * burst of a thousand ticket changes costs a few requests, not a thousand.
  */
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { api, type QueuePage } from '../api.js';
+import { api, type QueueFacets, type QueuePage } from '../api.js';
 import {
   ErrorBox,
   PriorityBadge,
@@ -17,6 +17,7 @@ import {
 import { useI18n } from '../i18n/index.js';
 import { type LiveEvent, useLive } from '../live.js';
 import { STATUSES } from '../model.js';
+import { takePrefetched } from '../prefetch.js';
 import { navigate } from '../router.js';
 
 export const PAGE_SIZE = 50;
@@ -27,7 +28,7 @@ const UNRESOLVED = STATUSES.filter((s) => s !== 'resolved' && s !== 'closed');
 /** The first render of the queue with data, for the bench (performance.getEntriesByName). */
 const RENDERED_MARK = 'faultline:queue-rendered';
 
-function queueUrl(params: URLSearchParams): string {
+export function queueUrl(params: URLSearchParams): string {
   const q = new URLSearchParams();
   for (const key of ['status', ...FILTERS, 'breached', 'q'] as const) {
     const v = params.get(key);
@@ -44,24 +45,29 @@ export function Queue({ params }: { params: URLSearchParams }) {
   const url = queueUrl(params);
   const received = useRef({ at: Date.now(), skew: 0 });
   const page = useLoad<QueuePage>(url, async () => {
-    const data = await api<QueuePage>(url);
+    const data = await (takePrefetched<QueuePage>(url) ?? api<QueuePage>(url));
     received.current = { at: Date.now(), skew: Date.parse(data.at) - Date.now() };
     return data;
   });
   const now = useNow();
   const [fresh, setFresh] = useState<Map<string, number>>(new Map());
 
+  const facets = useLoad<QueueFacets>('facets', () => api<QueueFacets>('/api/v1/desk/facets'));
+
   const refresh = useThrottled(page.reload, 400);
+  // A new ticket may bring a new model or region for the menus; they can lag a little.
+  const refreshFacets = useThrottled(facets.reload, 10_000);
   useLive(
     useCallback(
       (e: LiveEvent) => {
         if (e.kind === 'ticket.opened' || e.kind === 'ticket.reopened') {
           const id = e.ticketId;
           if (id) setFresh((m) => new Map(m).set(id, Date.now() + FRESH_MS));
+          refreshFacets();
         }
         refresh();
       },
-      [refresh],
+      [refresh, refreshFacets],
     ),
   );
   useEffect(() => {
@@ -134,7 +140,7 @@ export function Queue({ params }: { params: URLSearchParams }) {
               data-testid={`filter-${f}`}
             >
               <option value="">{t('common.all')}</option>
-              {(data?.facets[f] ?? (params.get(f) ? [params.get(f)!] : [])).map((v) => (
+              {(facets.data?.[f] ?? (params.get(f) ? [params.get(f)!] : [])).map((v) => (
                 <option key={v} value={v}>
                   {v}
                 </option>
