@@ -3,6 +3,7 @@
  * no file) gives a bridge that runs on embedded defaults: Aedes, PGlite, no InfluxDB.
  */
 import { z } from 'zod';
+import { DEVICE_LIMITS } from '../contract/limits.js';
 import { guidesConfigSchema, pushConfigSchema } from '../push/config.js';
 import { ticketsConfigSchema } from '../tickets/config.js';
 
@@ -20,10 +21,14 @@ const tlsSchema = z.strictObject({
 });
 
 const limitsSchema = z.strictObject({
-  maxPacketBytes: z.number().int().min(1024).max(268_435_455).default(262_144),
+  maxPacketBytes: z.number().int().min(1024).max(268_435_455).default(DEVICE_LIMITS.maxPacketBytes),
   maxConnections: z.number().int().min(1).default(100_000),
-  messagesPerSecond: z.number().positive().default(50).describe('sustained per-device publish rate'),
-  burst: z.number().int().min(1).default(2_000).describe('per-device token bucket size'),
+  messagesPerSecond: z
+    .number()
+    .positive()
+    .default(DEVICE_LIMITS.messagesPerSecond)
+    .describe('sustained per-device publish rate'),
+  burst: z.number().int().min(1).default(DEVICE_LIMITS.burst).describe('per-device token bucket size'),
 });
 
 const externalSchema = z.strictObject({

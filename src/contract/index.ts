@@ -1,2 +1,3 @@
+export * from './limits.js';
 export * from './payloads.js';
 export * from './topics.js';
