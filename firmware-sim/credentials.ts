@@ -18,6 +18,20 @@ export function deriveSecret(seed: string, deviceId: string): string {
     .slice(0, SECRET_LENGTH);
 }
 
+/** An owner's app secret: same scheme as devices, under a key of its own so no owner shares a device's secret. */
+export function deriveOwnerSecret(seed: string, ownerId: string): string {
+  return createHmac('sha256', `firmware-sim-owner\u0000${seed}`)
+    .update(ownerId)
+    .digest('base64url')
+    .slice(0, SECRET_LENGTH);
+}
+
+const ownerCredentialSchema = z.object({
+  id: z.string().min(1),
+  locale: z.string().optional(),
+  secret: z.string().min(16),
+});
+
 const credentialSchema = z.object({
   id: z.string().regex(DEVICE_ID_PATTERN),
   model: z.string().optional(),
@@ -36,10 +50,12 @@ export const credentialsFileSchema = z.object({
   broker: z.string().optional(),
   createdAt: z.string().optional(),
   devices: z.array(credentialSchema),
+  owners: z.array(ownerCredentialSchema).optional(),
 });
 
 export type CredentialsFile = z.infer<typeof credentialsFileSchema>;
 export type Credential = z.infer<typeof credentialSchema>;
+export type OwnerCredential = z.infer<typeof ownerCredentialSchema>;
 
 export function writeCredentials(path: string, file: CredentialsFile): void {
   // Secrets: readable by the owner only.
@@ -47,6 +63,15 @@ export function writeCredentials(path: string, file: CredentialsFile): void {
 }
 
 export function readCredentials(path: string): Map<string, string> {
+  return new Map(readCredentialsFile(path).devices.map((d) => [d.id, d.secret]));
+}
+
+/** Owner id -> app secret, from a credentials file written by `provision`. */
+export function readOwnerCredentials(path: string): Map<string, string> {
+  return new Map((readCredentialsFile(path).owners ?? []).map((o) => [o.id, o.secret]));
+}
+
+export function readCredentialsFile(path: string): CredentialsFile {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
@@ -59,7 +84,7 @@ export function readCredentials(path: string): Map<string, string> {
       `invalid credentials file ${path}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
     );
   }
-  return new Map(parsed.data.devices.map((d) => [d.id, d.secret]));
+  return parsed.data;
 }
 
 /** Secret lookup for a run: the credentials file when given (every device must be in it), else derived. */

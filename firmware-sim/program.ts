@@ -3,13 +3,19 @@
  * and later commands (scenario, bench) can build on the same pieces.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { deriveSecret, readCredentials, secretSource, writeCredentials } from './credentials.js';
+import {
+  deriveOwnerSecret,
+  deriveSecret,
+  readCredentials,
+  secretSource,
+  writeCredentials,
+} from './credentials.js';
 import { FAULTS } from './faults/catalogue.js';
 import type { SimEvent } from './fleet/events.js';
 import { type DeviceSpec, expandFleet, type FleetFile, fleetFromFlags, loadFleetFile } from './fleet/spec.js';
 import { ArraySource, FleetStream } from './fleet/stream.js';
 import { MODELS } from './models/index.js';
-import { type ProvisionDevice, provision } from './provision.js';
+import { type ProvisionDevice, type ProvisionOwner, provision } from './provision.js';
 import { readStreamFile, StreamWriter } from './record.js';
 import { parseRemap, planReplay, type Remap, remapId } from './replay.js';
 import { resolveTarget } from './target.js';
@@ -181,6 +187,22 @@ function registryOf(specs: DeviceSpec[]) {
     region,
     batch,
   }));
+}
+
+/** The fleet's owners, one per owner id, with the locale of their first device and a derived app secret. */
+export function ownersOf(seed: string, devices: ReadonlyArray<{ ownerId: string; ownerLocale: string }>) {
+  const owners = new Map<string, ProvisionOwner>();
+  for (const d of devices) {
+    if (!owners.has(d.ownerId)) {
+      owners.set(d.ownerId, {
+        id: d.ownerId,
+        locale: d.ownerLocale,
+        secret: deriveOwnerSecret(seed, d.ownerId),
+        quietHours: 'off',
+      });
+    }
+  }
+  return [...owners.values()];
 }
 
 export function formatSummary(s: FleetSummary, extra: { seed?: string; startMs: number }): string {
@@ -452,15 +474,19 @@ export function buildProgram(io: Io): Command {
         registry = registryOf(expandFleet(fleetFile));
       }
       const devices: ProvisionDevice[] = registry.map((d) => ({ ...d, secret: deriveSecret(seed, d.id) }));
+      const owners = ownersOf(seed, devices);
       writeCredentials(o.out, {
         version: 1,
         seed,
         api: target.apiUrl,
         createdAt: new Date(io.now()).toISOString(),
         devices,
+        owners: owners.map(({ id, locale, secret }) => ({ id, locale, secret })),
       });
       if (o.register === false) {
-        io.stdout.write(`wrote credentials for ${devices.length} device(s) to ${o.out} (not registered)\n`);
+        io.stdout.write(
+          `wrote credentials for ${devices.length} device(s) and ${owners.length} owner(s) to ${o.out} (not registered)\n`,
+        );
         return;
       }
       if (!target.token) throw new Error('no admin token: set FAULTLINE_ADMIN_TOKEN or pass --token');
@@ -468,12 +494,14 @@ export function buildProgram(io: Io): Command {
         apiUrl: target.apiUrl,
         token: target.token,
         devices,
+        owners,
         bulkThreshold: o.bulkThreshold,
         log: (line) => io.stderr.write(`firmware-sim: ${line}\n`),
       });
       io.stdout.write(
         `provisioned ${devices.length} device(s) via ${result.mode === 'bulk' ? 'CSV import' : 'POST /api/v1/devices'}: ` +
-          `${result.created} created, ${result.existing} already registered, ${result.failed.length} failed; credentials in ${o.out}\n`,
+          `${result.created} created, ${result.existing} already registered, ${result.failed.length} failed; ` +
+          `${owners.length} owner(s) (${result.owners.created} new, ${result.owners.updated} updated); credentials in ${o.out}\n`,
       );
       for (const f of result.failed.slice(0, 10)) io.stderr.write(`  ${f.id}: ${f.status} ${f.message}\n`);
       if (result.failed.length > 0) io.setExitCode(1);

@@ -16,10 +16,21 @@ export interface ProvisionDevice {
   secret: string;
 }
 
+/** An owner of simulated devices, registered so guides can reach the owner-app stand-in. */
+export interface ProvisionOwner {
+  id: string;
+  locale: string;
+  secret: string;
+  /** "off" for simulated owners: a demo at night must not wait for quiet hours to end. */
+  quietHours?: string;
+}
+
 export interface ProvisionOptions {
   apiUrl: string;
   token: string;
   devices: readonly ProvisionDevice[];
+  /** Owners to register (POST /api/v1/owners/import with upsert, so a re-run rotates nothing: same secrets). */
+  owners?: readonly ProvisionOwner[];
   /** At or above this many devices, use the CSV import. */
   bulkThreshold?: number;
   /** Rows per import request. */
@@ -38,11 +49,15 @@ export interface ProvisionResult {
   /** Already registered: assumed to carry the same derived secret. */
   existing: number;
   failed: Array<{ id: string; status: number; message: string }>;
+  /** Owners registered or updated; failures are in `failed` under the owner id. */
+  owners: { created: number; updated: number };
 }
 
 export class ProvisionError extends Error {}
 
 const RETRIES = 5;
+/** Owners per import request (the bridge takes up to 10,000). */
+const OWNER_CHUNK = 5_000;
 const CSV_HEADER = 'id,model,firmware,owner_id,owner_locale,region,batch,secret';
 
 function csvField(value: string): string {
@@ -79,6 +94,7 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
     created: 0,
     existing: 0,
     failed: [],
+    owners: { created: 0, updated: 0 },
   };
 
   const call = async (path: string, init: RequestInit): Promise<Response> => {
@@ -129,9 +145,30 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
     await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 8, devices.length) }, worker));
   };
 
+  const registerOwners = async (): Promise<ProvisionResult> => {
+    const owners = o.owners ?? [];
+    for (let i = 0; i < owners.length; i += OWNER_CHUNK) {
+      const chunk = owners.slice(i, i + OWNER_CHUNK);
+      const res = await call('/owners/import', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ owners: chunk, upsert: true }),
+      });
+      if (res.ok) {
+        const body = (await res.json().catch(() => ({}))) as { created?: number; updated?: number };
+        result.owners.created += body.created ?? 0;
+        result.owners.updated += body.updated ?? 0;
+      } else {
+        const message = await errorMessage(res);
+        for (const owner of chunk) result.failed.push({ id: owner.id, status: res.status, message });
+      }
+    }
+    return result;
+  };
+
   if (result.mode === 'single') {
     await registerEach(o.devices);
-    return result;
+    return registerOwners();
   }
 
   const existing = await listExisting(call, new Set(o.devices.map((d) => d.id)));
@@ -158,7 +195,7 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
       throw new ProvisionError(`device import failed: ${res.status} ${await errorMessage(res)}`);
     }
   }
-  return result;
+  return registerOwners();
 }
 
 /** Ids among `wanted` that the bridge already has, or undefined when it cannot list them. */

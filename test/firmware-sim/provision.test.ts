@@ -5,17 +5,24 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { join } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { deriveSecret, readCredentials } from '../../firmware-sim/credentials.js';
+import {
+  deriveOwnerSecret,
+  deriveSecret,
+  readCredentials,
+  readOwnerCredentials,
+} from '../../firmware-sim/credentials.js';
 import { buildProgram } from '../../firmware-sim/program.js';
 import { type ProvisionDevice, provision, toCsv } from '../../firmware-sim/provision.js';
 import { DEVICE_ID_PATTERN } from '../../src/contract/index.js';
 import { tempDir } from '../helpers/process.js';
 
 const TOKEN = 'test-admin-token-0123456789';
+const NO_OWNERS = { created: 0, updated: 0 };
 
 interface Api {
   url: string;
   devices: Map<string, Record<string, string>>;
+  owners: Map<string, Record<string, string>>;
   requests: Array<{ method: string; path: string; type: string | undefined; auth: string | undefined }>;
   /** Pretend the bridge cannot list devices (an older bridge, or a token without the role). */
   listing: boolean;
@@ -31,7 +38,13 @@ async function body(req: IncomingMessage): Promise<string> {
 }
 
 async function startApi(): Promise<Api> {
-  const api = { devices: new Map(), requests: [], listing: true, notReady: 0 } as unknown as Api;
+  const api = {
+    devices: new Map(),
+    owners: new Map(),
+    requests: [],
+    listing: true,
+    notReady: 0,
+  } as unknown as Api;
   const error = (code: string, message: string, details?: unknown) =>
     JSON.stringify({ error: { code, message, details } });
   const server: Server = createServer(async (req, res) => {
@@ -89,6 +102,16 @@ async function startApi(): Promise<Api> {
         });
       }
       return send(200, JSON.stringify({ imported: rows.length }));
+    }
+    if (req.method === 'POST' && url.pathname === '/api/v1/owners/import') {
+      const { owners, upsert } = JSON.parse(await body(req)) as {
+        owners: Array<Record<string, string>>;
+        upsert: boolean;
+      };
+      const taken = owners.filter((o) => api.owners.has(o.id!));
+      if (taken.length > 0 && !upsert) return send(400, error('FL_IMPORT_INVALID', 'owners exist'));
+      for (const o of owners) api.owners.set(o.id!, o);
+      return send(200, JSON.stringify({ created: owners.length - taken.length, updated: taken.length }));
     }
     send(404, error('FL_NOT_FOUND', 'No such resource'));
   });
@@ -161,20 +184,20 @@ describe('provisioning', { timeout: 120_000 }, () => {
   it('registers small fleets one by one with the admin token, and a re-run finds them all (409)', async () => {
     const devices = fleet(5);
     const first = await provision({ apiUrl: api.url, token: TOKEN, devices });
-    expect(first).toEqual({ mode: 'single', created: 5, existing: 0, failed: [] });
+    expect(first).toEqual({ mode: 'single', created: 5, existing: 0, failed: [], owners: NO_OWNERS });
     expect(api.devices.get('p-0001')).toEqual(devices[0]);
     expect(api.requests.every((r) => r.auth === `Bearer ${TOKEN}` && r.type === 'application/json')).toBe(
       true,
     );
     const again = await provision({ apiUrl: api.url, token: TOKEN, devices });
-    expect(again).toEqual({ mode: 'single', created: 0, existing: 5, failed: [] });
+    expect(again).toEqual({ mode: 'single', created: 0, existing: 5, failed: [], owners: NO_OWNERS });
   });
 
   it('imports large fleets as CSV, leaving out devices that already exist', async () => {
     const devices = fleet(250);
     for (const d of devices.slice(0, 20)) api.devices.set(d.id, { ...d });
     const result = await provision({ apiUrl: api.url, token: TOKEN, devices, chunkSize: 100 });
-    expect(result).toEqual({ mode: 'bulk', created: 230, existing: 20, failed: [] });
+    expect(result).toEqual({ mode: 'bulk', created: 230, existing: 20, failed: [], owners: NO_OWNERS });
     const imports = api.requests.filter((r) => r.path === '/api/v1/devices/import');
     expect(imports).toHaveLength(3);
     expect(imports.every((r) => r.type === 'text/csv')).toBe(true);
@@ -191,7 +214,7 @@ describe('provisioning', { timeout: 120_000 }, () => {
     const devices = fleet(120);
     for (const d of devices.slice(50, 55)) api.devices.set(d.id, { ...d });
     const result = await provision({ apiUrl: api.url, token: TOKEN, devices });
-    expect(result).toEqual({ mode: 'bulk', created: 115, existing: 5, failed: [] });
+    expect(result).toEqual({ mode: 'bulk', created: 115, existing: 5, failed: [], owners: NO_OWNERS });
     expect(api.devices.size).toBe(120);
   });
 
@@ -204,7 +227,7 @@ describe('provisioning', { timeout: 120_000 }, () => {
       concurrency: 1,
       retryDelayMs: 1,
     });
-    expect(result).toEqual({ mode: 'single', created: 2, existing: 0, failed: [] });
+    expect(result).toEqual({ mode: 'single', created: 2, existing: 0, failed: [], owners: NO_OWNERS });
     expect(api.requests).toHaveLength(5);
     api.notReady = 100;
     const gaveUp = await provision({ apiUrl: api.url, token: TOKEN, devices: fleet(1), retryDelayMs: 1 });
@@ -247,11 +270,21 @@ describe('provisioning', { timeout: 120_000 }, () => {
       expect(api.devices.get(id)!.secret).toBe(secret);
     }
     expect(new Set(secrets.values()).size).toBe(4);
+    // Each device's owner is registered too, with a derived app secret written next to the device secrets.
+    const owners = readOwnerCredentials(out);
+    expect([...owners.keys()]).toEqual(file.devices.map((d: { ownerId: string }) => d.ownerId));
+    for (const [id, secret] of owners) {
+      expect(secret).toBe(deriveOwnerSecret('x', id));
+      expect(secret).not.toBe(deriveSecret('x', id));
+      expect(api.owners.get(id)).toMatchObject({ id, secret, quietHours: 'off' });
+    }
+    expect(res.out).toMatch(/4 owner\(s\) \(4 new, 0 updated\)/);
     const again = await cli(
       ['provision', '--devices', '4', '--model', 'RV-200', '--seed', 'x', '--out', out, '--api', api.url],
       env,
     );
-    expect(again.out).toMatch(/0 created, 4 already registered, 0 failed/);
+    expect(again.out).toMatch(/0 created, 4 already registered, 0 failed; 4 owner\(s\) \(0 new, 4 updated\)/);
+    expect(readOwnerCredentials(out)).toEqual(owners);
     expect(readCredentials(out)).toEqual(secrets);
   });
 
