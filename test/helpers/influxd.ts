@@ -81,6 +81,13 @@ export async function startInfluxd(): Promise<Influxd> {
   let server: Server | null = null;
   let previousOutput = '';
 
+  // A test that times out may never reach its afterAll: do not leave the server behind the worker.
+  const orphanGuard = () => {
+    const s = server as Server | null;
+    if (s && s.child.exitCode === null && s.child.signalCode === null) process.kill(s.pid, 'SIGKILL');
+  };
+  process.once('exit', orphanGuard);
+
   const launch = async () => {
     server = startProcess(binary(), ['-config', conf], { env: { ...process.env, HOME: dir.path } });
     const s = server;
@@ -129,6 +136,7 @@ export async function startInfluxd(): Promise<Influxd> {
       const s = server as Server | null;
       if (s) await s.stop();
       server = null;
+      process.off('exit', orphanGuard);
       dir.remove();
     },
   };

@@ -40,6 +40,12 @@ export async function startVictoria(): Promise<Victoria> {
     // Old device timestamps must not be refused as out of retention.
     '-retentionPeriod=100y',
   ]);
+  // A test that times out may never reach its afterAll: do not leave the server behind the worker.
+  const orphanGuard = () => {
+    if (server.child.exitCode === null && server.child.signalCode === null)
+      process.kill(server.pid, 'SIGKILL');
+  };
+  process.once('exit', orphanGuard);
   try {
     await until(
       'victoria-metrics to answer /health',
@@ -49,6 +55,7 @@ export async function startVictoria(): Promise<Victoria> {
     if (server.child.exitCode !== null) throw new Error(`exited with ${server.child.exitCode}`);
   } catch (err) {
     await server.stop('SIGKILL');
+    process.off('exit', orphanGuard);
     dir.remove();
     throw new Error(`victoria-metrics did not start: ${String(err)}\n${server.output()}`);
   }
@@ -69,6 +76,7 @@ export async function startVictoria(): Promise<Victoria> {
     },
     async stop() {
       await server.stop();
+      process.off('exit', orphanGuard);
       dir.remove();
     },
   };
