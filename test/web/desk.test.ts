@@ -106,6 +106,7 @@ describe('service desk in the browser', () => {
       expect(text).toContain('Open');
       expect(await row.locator('.tag-new').count()).toBe(1);
       await admin.locator('[data-testid=count-open] .count', { hasText: /^1$/ }).waitFor();
+      await admin.screenshot({ path: artifact('queue.png') });
       expect(browser.errors).toEqual([]);
     },
     LONG,
@@ -260,6 +261,7 @@ describe('service desk in the browser', () => {
       expect(await admin.locator('[data-testid=trend-rule] rect').count()).toBeGreaterThan(0);
       expect(await admin.locator('[data-testid=open-rule]').textContent()).toContain(RULE_ID);
       expect(await admin.locator('[data-testid=fleet-figures]').textContent()).toContain('Tickets opened');
+      await admin.screenshot({ path: artifact('fleet.png'), fullPage: true });
 
       await admin.locator('header nav a', { hasText: 'Rules' }).click();
       const rule = admin.locator(`[data-testid=rules] tr[data-rule="${RULE_ID}"]`);

@@ -68,14 +68,16 @@ export function StackedColumns(props: {
   return (
     <figure class="columns-chart" data-testid={props.testid}>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={props.label}>
-        {[0, top / 2, top].map((v) => (
-          <g key={v}>
-            <line x1={M.left} x2={M.left + pw} y1={y(v)} y2={y(v)} class="grid-line" />
-            <text x={M.left - 6} y={y(v) + 4} class="tick" text-anchor="end">
-              {i18n.number(v, top < 4 ? 1 : 0)}
-            </text>
-          </g>
-        ))}
+        {(top <= 4 ? Array.from({ length: top + 1 }, (_, i) => i) : [0, Math.round(top / 2), top]).map(
+          (v) => (
+            <g key={v}>
+              <line x1={M.left} x2={M.left + pw} y1={y(v)} y2={y(v)} class="grid-line" />
+              <text x={M.left - 6} y={y(v) + 4} class="tick" text-anchor="end">
+                {i18n.number(v)}
+              </text>
+            </g>
+          ),
+        )}
         {props.buckets.map((at, i) => {
           let acc = 0;
           return (

@@ -240,8 +240,13 @@ export function Fleet() {
 }
 
 function Figure(props: { label: string; value: string; tone?: 'ok' | 'warn'; testid?: string }) {
+  const { t } = useI18n();
+  const missing = props.value === t('common.notAvailable');
   return (
-    <div class={`figure${props.tone ? ` tone-${props.tone}` : ''}`} data-testid={props.testid}>
+    <div
+      class={`figure${props.tone ? ` tone-${props.tone}` : ''}${missing ? ' missing' : ''}`}
+      data-testid={props.testid}
+    >
       <div class="value">{props.value}</div>
       <div class="label">{props.label}</div>
     </div>
