@@ -113,7 +113,7 @@ async function round(): Promise<Round> {
     );
     // No named functions in here: tsx would wrap them in a helper the page does not have.
     const steps = await page.evaluate(() => {
-      const resources = performance.getEntriesByType('resource');
+      const resources = performance.getEntriesByType('resource') as PerformanceResourceTiming[];
       const [script, me, queue] = ['/assets/index-', '/api/v1/me', '/api/v1/desk/queue'].map(
         (part) => resources.find((r) => r.name.includes(part))?.responseEnd ?? Number.NaN,
       );
