@@ -7,6 +7,7 @@ import {
   deriveOwnerSecret,
   deriveSecret,
   readCredentials,
+  readOwnerCredentials,
   secretSource,
   writeCredentials,
 } from './credentials.js';
@@ -15,9 +16,11 @@ import type { SimEvent } from './fleet/events.js';
 import { type DeviceSpec, expandFleet, type FleetFile, fleetFromFlags, loadFleetFile } from './fleet/spec.js';
 import { ArraySource, FleetStream } from './fleet/stream.js';
 import { MODELS } from './models/index.js';
+import { defaultWsUrl, OwnerApp, RECEIPT_STATUSES, type ReceiptStatus } from './owner-app.js';
 import { type ProvisionDevice, type ProvisionOwner, provision } from './provision.js';
 import { readStreamFile, StreamWriter } from './record.js';
 import { parseRemap, planReplay, type Remap, remapId } from './replay.js';
+import { formatReport, loadScenario, runScenario } from './scenario.js';
 import { resolveTarget } from './target.js';
 import { Fleet, type FleetOptions, type FleetSummary } from './transport/fleet.js';
 import { compact, startProgress } from './transport/progress.js';
@@ -563,6 +566,114 @@ export function buildProgram(io: Io): Command {
         durationMs: last - plan.startMs || undefined,
       });
       io.setExitCode(code);
+    });
+
+  program
+    .command('scenario')
+    .description(
+      'run a scenario (fleet, faults, expectations) against a live bridge and check tickets and guides',
+    )
+    .argument('<files...>', 'scenario files (YAML), e.g. firmware-sim/scenarios/*.yaml')
+    .option('--broker <url>', 'MQTT URL (default mqtt://127.0.0.1:$FAULTLINE_MQTT_PORT, 1883)')
+    .option('--api <url>', 'bridge HTTP URL (default http://127.0.0.1:$FAULTLINE_HTTP_PORT, 8080)')
+    .option('--token <token>', 'admin token (default $FAULTLINE_ADMIN_TOKEN)')
+    .option('--ws <url>', 'bridge MQTT over WebSocket (default ws://localhost:$FAULTLINE_WS_PORT, 8083)')
+    .option('--speed <x>', "override the scenarios' speed", speedArg)
+    .option('--no-provision', 'the devices and owners are registered already')
+    .option('--json', 'print the reports as JSON lines')
+    .action(async (files: string[], o) => {
+      const target = resolveTarget({ broker: o.broker, api: o.api, token: o.token }, io.env);
+      if (!target.token) throw new Error('no admin token: set FAULTLINE_ADMIN_TOKEN or pass --token');
+      const scenarios = files.map(loadScenario);
+      let failed = 0;
+      for (const sc of scenarios) {
+        if (o.speed !== undefined) sc.speed = o.speed;
+        const report = await runScenario(sc, {
+          brokerUrl: target.brokerUrl,
+          apiUrl: target.apiUrl,
+          wsUrl: o.ws ?? defaultWsUrl(io.env),
+          token: target.token,
+          provision: o.provision !== false,
+          now: io.now,
+          log: (line) => io.stderr.write(`firmware-sim: ${sc.name}: ${line}\n`),
+        });
+        if (!report.pass) failed++;
+        io.stdout.write(o.json ? `${JSON.stringify(report)}\n` : formatReport(report));
+      }
+      if (scenarios.length > 1 && !o.json) {
+        io.stdout.write(`${scenarios.length - failed} of ${scenarios.length} scenario(s) passed\n`);
+      }
+      io.setExitCode(failed > 0 ? 1 : 0);
+    });
+
+  program
+    .command('owner-app')
+    .description(
+      "stand in for an owner's phone app: receive notifications over MQTT/WebSocket and send receipts",
+    )
+    .requiredOption('--owner <id>', 'owner id')
+    .option('--credentials <file>', 'owner secret from provision --out (default: derived from --seed)')
+    .option('--seed <seed>', 'seed of the derived secret (default 1)', '1')
+    .option('--ws <url>', 'bridge MQTT over WebSocket (default ws://localhost:$FAULTLINE_WS_PORT, 8083)')
+    .option(
+      '--receipts <list>',
+      `receipts sent for each guide, comma-separated: ${RECEIPT_STATUSES.join(', ')}; "none" for none`,
+      'delivered,opened',
+    )
+    .option('--count <n>', 'exit after this many notifications', intArg('--count', 1))
+    .option('--timeout <d>', 'exit after this much wall time (exit 1 if --count was not reached)')
+    .option('--json', 'print each notification as one JSON line')
+    .action(async (o) => {
+      const receipts = o.receipts === 'none' ? [] : (o.receipts as string).split(',').map((s) => s.trim());
+      for (const r of receipts) {
+        if (!RECEIPT_STATUSES.includes(r as ReceiptStatus))
+          throw new Error(`unknown receipt "${r}" (one of ${RECEIPT_STATUSES.join(', ')}, or none)`);
+      }
+      let secret: string;
+      if (o.credentials) {
+        const found = readOwnerCredentials(o.credentials).get(o.owner);
+        if (!found) throw new Error(`${o.credentials} has no owner ${o.owner}`);
+        secret = found;
+      } else {
+        secret = deriveOwnerSecret(o.seed, o.owner);
+      }
+      const wsUrl: string = o.ws ?? defaultWsUrl(io.env);
+      let finish = () => {};
+      const finished = new Promise<void>((resolve) => {
+        finish = resolve;
+      });
+      const app = new OwnerApp({
+        wsUrl,
+        ownerId: o.owner,
+        secret,
+        receipts: receipts as ReceiptStatus[],
+        onNotification: ({ notification: n }) => {
+          io.stdout.write(
+            o.json
+              ? `${JSON.stringify(n)}\n`
+              : `${n.kind} ${n.id}: ${n.signal ?? ''} "${n.title ?? ''}" device ${n.deviceId ?? '-'} ticket ${n.ticketId ?? '-'} (${n.locale ?? '-'}${n.guide ? `, guide ${n.guide.id}` : ''})\n`,
+          );
+          if (o.count !== undefined && app.received.length >= o.count) finish();
+        },
+      });
+      const onSignal = () => finish();
+      io.signals.on('SIGINT', onSignal);
+      io.signals.on('SIGTERM', onSignal);
+      const timer = o.timeout ? setTimeout(finish, parseDuration(o.timeout)) : undefined;
+      try {
+        await app.start();
+        io.stderr.write(`firmware-sim: owner ${o.owner} connected to ${wsUrl}, waiting for notifications\n`);
+        await finished;
+      } finally {
+        if (timer) clearTimeout(timer);
+        io.signals.off('SIGINT', onSignal);
+        io.signals.off('SIGTERM', onSignal);
+        await app.stop();
+      }
+      if (o.count !== undefined && app.received.length < o.count) {
+        io.stderr.write(`firmware-sim: got ${app.received.length} of ${o.count} notification(s)\n`);
+        io.setExitCode(1);
+      }
     });
 
   program
