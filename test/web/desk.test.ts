@@ -273,6 +273,29 @@ describe('service desk in the browser', () => {
   );
 
   it(
+    'keeps the token while the bridge is unreachable, and forgets one the bridge refuses',
+    async () => {
+      const page = await browser.page();
+      await signIn(page, base, STAFF_TOKEN);
+      await page.route('**/api/v1/me', (route) => route.abort('connectionrefused'));
+      await page.reload();
+      await page.locator('[role=alert]', { hasText: 'Cannot reach Faultline' }).waitFor();
+      expect(await page.evaluate(() => sessionStorage.getItem('faultline.token'))).toBe(STAFF_TOKEN);
+      await page.unroute('**/api/v1/me');
+      await page.locator('button', { hasText: 'Retry' }).click();
+      await page.locator('[data-testid=who][data-role=staff]').waitFor();
+
+      await page.evaluate(() => sessionStorage.setItem('faultline.token', 'revoked-token-0123456789abcdef'));
+      await page.reload();
+      await page.locator('form[data-testid=login]').waitFor();
+      expect(await page.evaluate(() => sessionStorage.getItem('faultline.token'))).toBeNull();
+      await page.close();
+      expect(browser.errors).toEqual([]);
+    },
+    LONG,
+  );
+
+  it(
     'speaks Chinese when the browser does, and switches language with the toggle',
     async () => {
       const zh = await browser.page();

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
-import { api, type Me, setUnauthorizedHandler, storedToken, storeToken } from './api.js';
+import { ApiError, api, type Me, setUnauthorizedHandler, storedToken, storeToken } from './api.js';
 import { detectLocale, I18nContext, type Locale, makeI18n, saveLocale, useI18n } from './i18n/index.js';
 import { connectLive, disconnectLive, type LiveState, useLiveState } from './live.js';
 import { Fleet } from './pages/Fleet.js';
@@ -10,7 +10,11 @@ import { TicketPage } from './pages/Ticket.js';
 import { type Route, useRoute } from './router.js';
 import { SessionContext } from './session.js';
 
-type SessionState = { kind: 'checking' } | { kind: 'signed-out' } | { kind: 'signed-in'; me: Me };
+type SessionState =
+  | { kind: 'checking' }
+  | { kind: 'unreachable'; message: string }
+  | { kind: 'signed-out' }
+  | { kind: 'signed-in'; me: Me };
 
 export function App() {
   const [locale, setLocale] = useState<Locale>(detectLocale);
@@ -31,15 +35,25 @@ export function App() {
     setSession({ kind: 'signed-in', me });
   }, []);
 
-  useEffect(() => {
-    setUnauthorizedHandler(signOut);
+  // A stored token is checked once on load. Only a refusal forgets it: a bridge that is briefly
+  // unreachable (restarting) must not sign everyone out.
+  const resume = useCallback(() => {
     const token = storedToken();
     if (!token) return;
+    setSession({ kind: 'checking' });
     api<Me>('/api/v1/me').then(
       (me) => signedIn(me, token),
-      () => signOut(),
+      (err: unknown) => {
+        if (err instanceof ApiError && err.status === 401) signOut();
+        else setSession({ kind: 'unreachable', message: (err as Error).message });
+      },
     );
   }, [signOut, signedIn]);
+
+  useEffect(() => {
+    setUnauthorizedHandler(signOut);
+    resume();
+  }, [signOut, resume]);
 
   useEffect(() => {
     document.documentElement.lang = i18n.tag;
@@ -60,6 +74,15 @@ export function App() {
         </SessionContext.Provider>
       ) : session.kind === 'checking' ? (
         <p class="loading">{i18n.t('common.loading')}</p>
+      ) : session.kind === 'unreachable' ? (
+        <div class="login">
+          <p class="error" role="alert">
+            {i18n.t('login.unreachable', { message: session.message })}{' '}
+            <button type="button" class="ghost" onClick={resume}>
+              {i18n.t('common.retry')}
+            </button>
+          </p>
+        </div>
       ) : (
         <Login onSignedIn={signedIn} onToggleLocale={toggleLocale} />
       )}

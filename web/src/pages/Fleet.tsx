@@ -38,8 +38,9 @@ export function Fleet() {
   const [hours, setHours] = useState(14 * 24);
   const trendUrl = `/api/v1/desk/trend?hours=${hours}&tz=${new Date().getTimezoneOffset()}`;
   const trend = useLoad<Trend>(trendUrl, () => api<Trend>(trendUrl));
-  const refreshFleet = useThrottled(fleet.reload, 2_000);
-  const refreshTrend = useThrottled(trend.reload, 2_000);
+  // Fleet figures scan every ticket; a busy stream must not make each open fleet page do so constantly.
+  const refreshFleet = useThrottled(fleet.reload, 10_000);
+  const refreshTrend = useThrottled(trend.reload, 10_000);
   useLive(
     useCallback(() => {
       refreshFleet();
