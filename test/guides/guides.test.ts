@@ -173,7 +173,7 @@ describe('validation', () => {
       r.errors.map((e) => `${e.file.slice(dir.length + 1)}:${e.line}: ${e.message.split(':')[0]}`),
     ).toEqual([
       `b.en.md:3: guide filter-clogged in en is also in ${join(dir, 'a.en.md')}`,
-      'filter-clogged.zh-CN.md:6: signal differs from ' + join(dir, 'a.en.md') + ' ("CAUTION")',
+      `filter-clogged.zh-CN.md:6: signal differs from ${join(dir, 'a.en.md')} ("CAUTION")`,
     ]);
   });
 

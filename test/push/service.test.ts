@@ -5,7 +5,7 @@
  * receiver, with retries), what receipts do to tickets, surveys, and erasure.
  * Time is the rig's clock; nothing here waits on the wall clock.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { eraseOwner, exportOwner } from '../../src/owners/privacy.js';
 import { GATEWAY_RECEIVER } from '../../src/push/config.js';
 import { gatewayBody, MAX_GATEWAY_BYTES } from '../../src/push/service.js';
