@@ -72,6 +72,8 @@ export interface EmbeddedBrokerOptions {
 
 /** Topic a refused publish is rewritten to, so Aedes forwards it to nobody ($ topics never match # or +). */
 const DROPPED_TOPIC = '$faultline/dropped';
+/** What a refused subscription filter becomes, so a persisted session cannot bring it back. */
+const REFUSED_TOPIC = '$faultline/refused';
 const LOG_EVERY_MS = 10_000;
 
 export class EmbeddedBroker {
@@ -416,11 +418,15 @@ export class EmbeddedBroker {
   ): void {
     const session = this.sessions.get(client);
     const owner = this.owners.get(client);
+    // aedes persists a persistent session's SUBSCRIBE packet whole once any filter is granted,
+    // refused filters included, and restores them all at the next connect. So a refused filter is
+    // rewritten to a topic that matches nothing before anything is stored, and every answer waits
+    // a turn so that all filters of the packet are judged (and rewritten) before the first store.
     if (
       (session && deviceMaySubscribe(session.device.id, sub.topic)) ||
       (owner && sub.topic === topics.ownerNotifications(owner.ownerId))
     ) {
-      done(null, sub);
+      setImmediate(() => done(null, sub));
       return;
     }
     this.o.metrics.subscriptionsRefused.inc();
@@ -429,7 +435,8 @@ export class EmbeddedBroker {
       { clientId: client.id, filter: sub.topic },
       'subscription refused by topic ACL',
     );
-    done(null, null); // SUBACK 0x80 for this filter; the connection stays up
+    sub.topic = REFUSED_TOPIC;
+    setImmediate(() => done(null, null)); // SUBACK 0x80 for this filter; the connection stays up
   }
 
   /** Enables owner-app clients; until then a username starting with owner: is refused. */

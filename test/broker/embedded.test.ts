@@ -423,3 +423,39 @@ describe('embedded broker: owner apps', () => {
     await app.endAsync();
   });
 });
+
+describe('embedded broker: refused filters in persistent sessions', () => {
+  it('does not restore a refused filter that came in the same SUBSCRIBE as a granted one', async () => {
+    bridge.app.parts.broker!.setOwnerAuthenticator({
+      authenticate: async (ownerId, secret) =>
+        secret === `${ownerId}-secret-0123456789` ? 'ok' : 'bad_secret',
+      receipt: async () => undefined,
+    });
+    const opts = {
+      clientId: 'owner:o-3:phone',
+      username: 'owner:o-3',
+      password: 'o-3-secret-0123456789',
+      clean: false,
+      reconnectPeriod: 0,
+    };
+    const first = await mqtt.connectAsync(bridge.wsUrl, opts);
+    await first
+      .subscribeAsync(['owners/o-3/notifications', 'owners/+/notifications', 'owners/o-4/notifications'], {
+        qos: 1,
+      })
+      .catch(() => undefined);
+    await first.endAsync();
+    const broker = bridge.app.parts.broker!;
+    await broker.publish('owners/o-4/notifications', 'not yours', 1);
+    await broker.publish('owners/o-3/notifications', 'yours', 1);
+    const second = await mqtt.connectAsync(bridge.wsUrl, opts);
+    const got: string[] = [];
+    second.on('message', (topic, payload) => got.push(`${topic}=${payload.toString()}`));
+    await until('own notification after reconnect', () => got.includes('owners/o-3/notifications=yours'));
+    // A marker published after the other owner's message arrives after it, if that one were delivered.
+    await broker.publish('owners/o-3/notifications', 'marker', 1);
+    await until('marker', () => got.includes('owners/o-3/notifications=marker'));
+    expect(got.filter((g) => g.startsWith('owners/o-4'))).toEqual([]);
+    await second.endAsync();
+  });
+});
