@@ -141,12 +141,16 @@ async function round(): Promise<Round> {
   }
 }
 
-const cold = await round();
+let cold: Round;
 const rounds: Round[] = [];
-for (let i = 0; i < ROUNDS; i++) rounds.push(await round());
-await context.close();
-rmSync(userDataDir, { recursive: true, force: true });
-await bridge.stop();
+try {
+  cold = await round();
+  for (let i = 0; i < ROUNDS; i++) rounds.push(await round());
+} finally {
+  await context.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+  await bridge.stop();
+}
 
 // A page that rendered an empty or wrong queue fast would prove nothing.
 const expectedOpen = ids.filter((_, i) => stepOf(i) !== 'resolved').length;
