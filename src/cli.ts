@@ -3,7 +3,7 @@
  * The faultline command. `start` runs the bridge; data commands work beside a
  * running bridge (through its API) or alone (on the database directly).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { openDataAccess } from './cli/data-access.js';
 import { loadConfig } from './config/load.js';
@@ -12,6 +12,8 @@ import { runGuidesCheck } from './guides/check.js';
 import { backtestCommand } from './influx/backtest.js';
 import { EXIT, runBridge } from './main.js';
 import { withOwnerAccess } from './owners/cli.js';
+import { runRulesCheck, runRulesTest } from './rules/cli.js';
+import { ruleJsonSchemaText } from './rules/schema.js';
 
 const program = new Command();
 program
@@ -136,6 +138,32 @@ program
 // The rule tools may define this group too; backtest joins it rather than making a second one.
 const rulesGroup =
   program.commands.find((c) => c.name() === 'rules') ?? program.command('rules').description('rule tools');
+const ruleIo = { stdout: process.stdout, stderr: process.stderr };
+rulesGroup
+  .command('check [paths...]')
+  .description(
+    'validate rule files; errors as file:line:col; warns about rules that cannot clear, too-short for, unknown metrics',
+  )
+  .option('--strict', 'fail on warnings too')
+  .action(async (paths: string[], o: { strict?: boolean }) => {
+    process.exitCode = await runRulesCheck(paths.length ? paths : ['rules'], ruleIo, {
+      strict: o.strict === true,
+    });
+  });
+rulesGroup
+  .command('test [paths...]')
+  .description('run the rule unit tests (*.test.yaml) beside the rules; a readable diff on failure')
+  .action(async (paths: string[]) => {
+    process.exitCode = await runRulesTest(paths.length ? paths : ['rules'], ruleIo);
+  });
+rulesGroup
+  .command('schema [file]')
+  .description('write the JSON Schema of rule files (for editor autocompletion), to stdout or a file')
+  .action(async (file?: string) => {
+    const text = ruleJsonSchemaText();
+    if (file) await writeFile(file, text);
+    else process.stdout.write(text);
+  });
 rulesGroup
   .command('backtest [paths...]')
   .description(
