@@ -3,6 +3,7 @@
  * and later commands (scenario, bench) can build on the same pieces.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { runBench } from './bench.js';
 import {
   deriveOwnerSecret,
   deriveSecret,
@@ -604,6 +605,49 @@ export function buildProgram(io: Io): Command {
         io.stdout.write(`${scenarios.length - failed} of ${scenarios.length} scenario(s) passed\n`);
       }
       io.setExitCode(failed > 0 ? 1 : 0);
+    });
+
+  program
+    .command('bench')
+    .description(
+      'sustained ingest and end-to-end latency (telemetry -> ticket -> guide on the owner app), as JSON',
+    )
+    .option('--devices <n>', 'air conditioners streaming', intArg('--devices', 1), 100)
+    .option(
+      '--faulty <n>',
+      'of them, units that overheat (one ticket and one guide each)',
+      intArg('--faulty', 1),
+      10,
+    )
+    .option(
+      '--speed <x>',
+      'device seconds per wall second (500: 50 msg/s per unit, the bridge limit)',
+      speedArg,
+      400,
+    )
+    .option('--duration <d>', 'device time (the overheat starts 10 min in)', '1h')
+    .option('--broker <url>', 'MQTT URL (default mqtt://127.0.0.1:$FAULTLINE_MQTT_PORT, 1883)')
+    .option('--api <url>', 'bridge HTTP URL (default http://127.0.0.1:$FAULTLINE_HTTP_PORT, 8080)')
+    .option('--token <token>', 'admin token (default $FAULTLINE_ADMIN_TOKEN)')
+    .option('--ws <url>', 'bridge MQTT over WebSocket (default ws://localhost:$FAULTLINE_WS_PORT, 8083)')
+    .action(async (o) => {
+      const target = resolveTarget({ broker: o.broker, api: o.api, token: o.token }, io.env);
+      if (!target.token) throw new Error('no admin token: set FAULTLINE_ADMIN_TOKEN or pass --token');
+      const report = await runBench({
+        brokerUrl: target.brokerUrl,
+        apiUrl: target.apiUrl,
+        wsUrl: o.ws ?? defaultWsUrl(io.env),
+        token: target.token,
+        devices: o.devices,
+        faulty: o.faulty,
+        speed: o.speed,
+        durationMs: parseDuration(o.duration),
+        now: io.now,
+      });
+      io.stdout.write(`${JSON.stringify(report)}\n`);
+      const clean =
+        report.run.connectFailures === 0 && report.run.unacked === 0 && report.run.publishErrors === 0;
+      io.setExitCode(clean && report.missing.tickets === 0 && report.missing.guides === 0 ? 0 : 1);
     });
 
   program

@@ -8,6 +8,7 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BenchReport } from '../../firmware-sim/bench.js';
 import { buildProgram } from '../../firmware-sim/program.js';
 import type { ScenarioReport } from '../../firmware-sim/scenario.js';
 import { ADMIN_TOKEN, startBridge, type TestBridge } from '../helpers/bridge.js';
@@ -61,6 +62,26 @@ describe('scenarios against the bridge', { timeout: 240_000 }, () => {
     expect(res.code).toBe(0);
     expect(report.results.length).toBeGreaterThan(0);
     expect(report.run.connectFailures).toBe(0);
+  });
+
+  it('bench: every overheating unit gets a ticket and a guide, and each latency is measured', async () => {
+    const args = ['--devices', '20', '--faulty', '3', '--speed', '400', '--duration', '1h'];
+    const res = await sim(['bench', ...args, ...target()]);
+    expect(res.code, res.out + res.err).toBe(0);
+    const report = JSON.parse(res.out) as BenchReport;
+    expect(report).toMatchObject({
+      devices: 20,
+      faulty: 3,
+      missing: { tickets: 0, guides: 0 },
+      run: { connectFailures: 0, unacked: 0, publishErrors: 0 },
+    });
+    expect(report.acked).toBe(report.sent);
+    for (const p of [report.telemetryToTicketMs, report.telemetryToPushMs]) {
+      expect(p.n).toBe(3);
+      expect(typeof p.p50).toBe('number');
+      expect(typeof p.p99).toBe('number');
+    }
+    expect(report.brokerAckMs.n).toBe(report.acked);
   });
 
   it('fails, saying what it saw, when an expectation does not hold', async () => {
