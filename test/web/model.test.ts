@@ -1,7 +1,7 @@
 /**
- * The page carries its own copy of the ticket lifecycle (it does not bundle
- * server code) and one dictionary per locale. These fail when the copy drifts
- * from the server, or when a value the page translates has no entry.
+ * The page takes the ticket lifecycle from src/tickets/model.ts and adds its own role
+ * helpers, and carries one dictionary per locale. These fail when the page's view
+ * drifts from the server, or when a value the page translates has no entry.
  */
 import { describe, expect, it } from 'vitest';
 import { ROLES } from '../../src/config/schema.js';
