@@ -28,6 +28,7 @@ import {
   type ParamSet,
   paramsFor,
   resolveDuration,
+  ThresholdLeaf,
   type WindowData,
   type WindowSpec,
   windowAggregate,
@@ -139,11 +140,20 @@ interface Group {
   onMessage: number[];
   onFault: Map<string, number[]>;
   metricAbsence: boolean[];
+  /**
+   * per rule: an idle state for it is exactly "nothing": every leaf is a plain threshold
+   * (no for-timer of its own, no window, no absence, no fault count), so while the
+   * condition is not raised an idle rule has no deadline and nothing to remember.
+   */
+  quietIdle: Uint8Array;
   /** per rule: maxGap (ms), and whether ticks may move it past the data (absence rules) */
   maxGap: Float64Array;
   uncapped: Uint8Array;
   stamp: Int32Array;
   gen: number;
+  /** affectedBy's memo: the metric names of the last sample and the rules they touched. */
+  lastKeys: string[];
+  lastAff: number[] | null;
 }
 
 interface Dev {
@@ -410,10 +420,13 @@ export class RuleEngine {
       onMessage,
       onFault,
       metricAbsence: rules.map((r) => r.leaves.some((l) => l instanceof AbsentLeaf && l.metric !== null)),
+      quietIdle: Uint8Array.from(rules.map((r) => (quietWhenIdle(r) ? 1 : 0))),
       maxGap: Float64Array.from(rules.map((r) => r.maxGapMs)),
       uncapped: Uint8Array.from(rules.map((r) => (r.uncapped ? 1 : 0))),
       stamp: new Int32Array(rules.length),
       gen: 0,
+      lastKeys: [],
+      lastAff: null,
     };
   }
 
@@ -646,13 +659,7 @@ export class RuleEngine {
   private processSample(dev: Dev, sample: EngineSample): void {
     const g = dev.group;
     const ts = sample.ts;
-    this.nextGen(g);
-    for (const m in sample.metrics) {
-      const list = g.byMetric.get(m);
-      if (list) for (const i of list) this.collect(g, i);
-    }
-    for (const i of g.onMessage) this.collect(g, i);
-    const aff = this.aff.slice();
+    const aff = this.affectedBy(g, sample.metrics);
     for (const i of aff) this.touched.push(i);
     // A: bring each affected rule up to the sample's time with the values it had before.
     for (const i of aff) if ((dev.dues[i] as number) <= ts) this.advanceRule(dev, i, ts, false);
@@ -673,6 +680,29 @@ export class RuleEngine {
     }
     // C: evaluate at the sample's time (or at the rule's clock, for a late sample).
     for (const i of aff) this.stepRule(dev, i, ts, sample);
+  }
+
+  /**
+   * The rules a sample with these metrics touches, in a stable order. A device sends the
+   * same metric names message after message, so the last answer per group is kept.
+   */
+  private affectedBy(g: Group, metrics: Record<string, MetricValue>): readonly number[] {
+    let k = 0;
+    let same = g.lastAff !== null;
+    for (const m in metrics) {
+      if (same && g.lastKeys[k] !== m) same = false;
+      k++;
+    }
+    if (same && k === g.lastKeys.length) return g.lastAff as number[];
+    this.nextGen(g);
+    for (const m in metrics) {
+      const list = g.byMetric.get(m);
+      if (list) for (const i of list) this.collect(g, i);
+    }
+    for (const i of g.onMessage) this.collect(g, i);
+    g.lastKeys = Object.keys(metrics);
+    g.lastAff = this.aff.slice();
+    return g.lastAff;
   }
 
   private windowAdd(
@@ -928,6 +958,11 @@ export class RuleEngine {
       return;
     }
     let s = dev.st[i];
+    // The hot path of a fleet: most rules are idle for most devices. When a quiet rule
+    // stays unraised, the full step would compute the same "nothing" it started from.
+    if (!s && dev.group.quietIdle[i] === 1 && !((dev.dues[i] as number) < Number.POSITIVE_INFINITY)) {
+      if (this.staysQuiet(dev, i, rule, Math.max(t, dev.last))) return;
+    }
     if (!s) {
       // An idle rule remembers nothing, so its clock is the device's latest time: a late
       // sample must not be evaluated back in the past any more than for a busy rule.
@@ -936,6 +971,34 @@ export class RuleEngine {
     }
     this.stepState(dev, i, s, Math.max(t, s.at), sample);
     this.store(dev, i, s);
+  }
+
+  /**
+   * For an idle quiet rule: true when the sample leaves it idle (counted as an evaluation,
+   * nothing else to do). False sends it down the full step, which also records any error.
+   */
+  private staysQuiet(dev: Dev, i: number, rule: LoadedRule, t: number): boolean {
+    const c = this.ctx;
+    c.t = t;
+    c.vals = dev.vals;
+    c.vts = dev.vts;
+    c.slots = dev.group.leafSlots[i] as number[];
+    c.wslots = dev.group.leafWslots[i] as number[];
+    c.wins = dev.wins;
+    c.params = this.paramsOf(dev, i);
+    c.maxGap = rule.maxGapMs;
+    c.absRef = Math.max(dev.last, dev.since);
+    c.wantExpiry = false;
+    c.since = dev.since;
+    c.ls = null;
+    try {
+      if (rule.when.eval(c) === true && (!rule.gate || rule.gate.eval(c) === true)) return false;
+    } catch {
+      return false;
+    }
+    (this.stats.get(rule.id) as RuleStats).evaluations++;
+    this.observer?.evaluated(rule.id);
+    return true;
   }
 
   /** Keeps a state that has something to remember; drops one that is idle again. */
@@ -1790,4 +1853,10 @@ function view(rule: LoadedRule, deviceId: string, s: RState): RuleStateView {
     cooldownUntil: Number.isFinite(s.cool) && s.cool > s.at ? s.cool : null,
     clock: Number.isFinite(s.at) ? s.at : null,
   };
+}
+
+/** See Group.quietIdle. */
+function quietWhenIdle(rule: LoadedRule): boolean {
+  if (rule.perCode || rule.faultLeaves.length > 0 || rule.stateSlots > 0) return false;
+  return rule.leaves.every((l) => l instanceof ThresholdLeaf && l.holdFor === null);
 }
