@@ -4,11 +4,13 @@
  */
 import { z } from 'zod';
 
+/** 2000-01-01T00:00:00Z: an earlier device time means the device clock was never set. */
+export const MIN_DEVICE_TS = 946_684_800_000;
 /** Device time: milliseconds since the Unix epoch (UTC), as an integer. */
 export const deviceTimestamp = z
   .number()
   .int()
-  .min(946_684_800_000, 'timestamp before 2000-01-01: device clock not set')
+  .min(MIN_DEVICE_TS, 'timestamp before 2000-01-01: device clock not set')
   .describe('device time, ms since the Unix epoch');
 
 /** Per-device message counter; a QoS 1 redelivery repeats it, which is how duplicates are found. */
