@@ -115,6 +115,9 @@ const DEFAULT_MAX_BYTES = 1024 * 1024 * 1024;
 const DEFAULT_GROUP_COMMIT_MS = 2;
 // Caps one write so a backlog after a slow sync does not become one huge allocation or overshoot a segment.
 const MAX_GROUP_BYTES = 4 * 1024 * 1024;
+/** Recently durable records kept in memory for read(); per-record overhead counted roughly. */
+const TAIL_BYTES = 8 * 1024 * 1024;
+const TAIL_OVERHEAD = 64;
 const CURSOR_PERSIST_MS = 50;
 const CURSOR_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -155,6 +158,14 @@ export class WriteAheadLog extends EventEmitter<WalEvents> {
   private bytesOnDisk: number;
   private isFull: boolean;
 
+  /**
+   * The records made durable most recently, oldest first (tail[0] has LSN tailFirst), so
+   * consumers that keep up read them from memory: one open/read/close and one copy per
+   * read() was the largest syscall cost on the ingest path. Bounded by TAIL_BYTES.
+   */
+  private tail: Buffer[] = [];
+  private tailFirst = 1;
+  private tailBytes = 0;
   private pendingPayloads: Buffer[] = [];
   private pendingWaiters: Waiter[] = [];
   private pendingBytes = 0;
@@ -334,6 +345,14 @@ export class WriteAheadLog extends EventEmitter<WalEvents> {
     const records: WalRecord[] = [];
     let next = fromLsnExclusive + 1;
     while (records.length < maxRecords && next <= this.durableLsn) {
+      const tailEnd = this.tailFirst + this.tail.length - 1;
+      if (next >= this.tailFirst && next <= tailEnd && next >= this.segments[0]!.firstLsn) {
+        const last = Math.min(tailEnd, this.durableLsn, next + (maxRecords - records.length) - 1);
+        for (let lsn = next; lsn <= last; lsn++)
+          records.push({ lsn, payload: this.tail[lsn - this.tailFirst]! });
+        next = last + 1;
+        continue;
+      }
       const segment = this.segmentFor(next);
       // Records before the oldest segment were consumed by every cursor and deleted.
       if (next < segment.firstLsn) next = segment.firstLsn;
@@ -453,6 +472,27 @@ export class WriteAheadLog extends EventEmitter<WalEvents> {
     };
   }
 
+  private remember(firstLsn: number, payloads: Buffer[]): void {
+    if (this.tail.length === 0 || this.tailFirst + this.tail.length !== firstLsn) {
+      this.tail = [];
+      this.tailBytes = 0;
+      this.tailFirst = firstLsn;
+    }
+    for (const p of payloads) {
+      this.tail.push(p);
+      this.tailBytes += p.length + TAIL_OVERHEAD;
+    }
+    if (this.tailBytes <= TAIL_BYTES) return;
+    // Drop the older half at once, so trimming costs O(1) per record over time.
+    let drop = 0;
+    while (this.tailBytes > TAIL_BYTES / 2 && drop < this.tail.length - 1) {
+      this.tailBytes -= this.tail[drop]!.length + TAIL_OVERHEAD;
+      drop++;
+    }
+    this.tail.splice(0, drop);
+    this.tailFirst += drop;
+  }
+
   private async flushGroup(): Promise<void> {
     if (this.flushing || this.pendingWaiters.length === 0) return;
     this.flushing = true;
@@ -499,6 +539,7 @@ export class WriteAheadLog extends EventEmitter<WalEvents> {
       segment.idxOff.push(indexOffsets[i]!);
     }
     const durableAt = performance.now();
+    this.remember(firstLsn, payloads);
     this.durableLsn = lastLsn;
     this.bytesOnDisk += bytes;
     this.groupCount++;
