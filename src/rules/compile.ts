@@ -467,7 +467,7 @@ export class AbsentLeaf extends Leaf {
   readonly kind = 'absent';
   constructor(
     readonly metric: string | null,
-    readonly forMs: number,
+    readonly forRef: DurRef,
   ) {
     super();
   }
@@ -480,17 +480,17 @@ export class AbsentLeaf extends Leaf {
     return Number.isNaN(ts) ? c.since : Math.max(ts, c.since);
   }
   eval(c: EvalCtx): Truth {
-    return c.t - this.ref(c) >= this.forMs;
+    return c.t - this.ref(c) >= resolveDuration(this.forRef, c.params);
   }
   next(c: EvalCtx): number {
-    const due = this.ref(c) + this.forMs;
+    const due = this.ref(c) + resolveDuration(this.forRef, c.params);
     return due > c.t ? due : Number.POSITIVE_INFINITY;
   }
   value(c: EvalCtx): MetricValue | null {
     return Math.max(0, c.t - this.ref(c));
   }
-  threshold(): MetricValue | null {
-    return this.forMs;
+  threshold(p: ParamSet): MetricValue | null {
+    return resolveDuration(this.forRef, p);
   }
 }
 
@@ -644,6 +644,8 @@ interface Ctx {
   /** Parameter names used as durations / counts, checked against every override. */
   durationParams: Map<string, Array<string | number>>;
   countParams: Map<string, Array<string | number>>;
+  /** Duration parameters of absences, which must be longer than 0 wherever they are set. */
+  absenceParams: Map<string, Array<string | number>>;
 }
 
 function valueRef(raw: MetricValue, path: Array<string | number>, ctx: Ctx): ValueRef {
@@ -805,18 +807,17 @@ function compileCondition(
     norm = { faults: { codes: [...codes].sort(), count: normalizedRef(count), within: fl.withinMs } };
   } else {
     const a = raw.absent;
-    const forMs = parseDuration(a.for);
-    if (forMs <= 0)
-      ctx.issues.push({
-        path: [...path, 'absent', 'for'],
-        message: 'an absence needs a duration longer than 0',
-      });
-    const al = new AbsentLeaf(a.metric ?? null, forMs);
+    const forPath = [...path, 'absent', 'for'];
+    const forRef = durRef(a.for, forPath, ctx);
+    if (typeof forRef === 'number' && forRef <= 0)
+      ctx.issues.push({ path: forPath, message: 'an absence needs a duration longer than 0' });
+    else if (typeof forRef !== 'number') ctx.absenceParams.set(forRef.param, forPath);
+    const al = new AbsentLeaf(a.metric ?? null, forRef);
     if (a.metric !== undefined) al.stateSlot = ctx.stateSlots++;
     else ctx.messageAbsence = true;
     ctx.uncapped = true;
     leaf = al;
-    norm = { absent: { metric: a.metric ?? null, for: forMs } };
+    norm = { absent: { metric: a.metric ?? null, for: normalizedRef(forRef) } };
   }
   leaf.leafIndex = ctx.leaves.length;
   leaf.path = path;
@@ -854,6 +855,7 @@ export function compileRule(
     uncapped: false,
     durationParams: new Map(),
     countParams: new Map(),
+    absenceParams: new Map(),
   };
   const when = compileCondition(input.when, ['when'], ctx);
   const gate = input.gate ? compileCondition(input.gate, ['gate'], ctx) : null;
@@ -924,6 +926,13 @@ export function compileRule(
   };
   for (const [name, path] of ctx.durationParams)
     checkParamEverywhere(name, path, isDurationText, 'a duration (e.g. "10m")');
+  for (const [name, path] of ctx.absenceParams)
+    checkParamEverywhere(
+      name,
+      path,
+      (v) => !isDurationText(v) || parseDuration(v) > 0,
+      'an absence duration longer than 0',
+    );
   for (const [name, path] of ctx.countParams) {
     checkParamEverywhere(
       name,

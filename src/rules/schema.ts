@@ -115,7 +115,9 @@ export const faultsSchema = z
 export const absentSchema = z
   .strictObject({
     metric: metricName.optional().describe('Without metric: no message at all'),
-    for: duration.describe('Silence longer than this makes the leaf true'),
+    for: durationOrParam.describe(
+      'Silence longer than this makes the leaf true; or $name to take it from params (per model, region or device)',
+    ),
   })
   .describe(
     'No message (or no value of one metric) for a duration; counts from registration for a device that never reported',

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { loadRuleText } from '../../src/rules/loader.js';
 import { device, Harness, HOUR, MIN, rules, SEC, T0 } from './harness.js';
 
 const ac = device('ac-1');
@@ -233,6 +234,51 @@ describe('absence', () => {
     h.advance(T0 + 45 * MIN);
     h.fault(ac, T0 + 45 * MIN, 'E01');
     expect(h.timeline()).toEqual(['rule.fired silent @30m', 'rule.resolved silent @45m']);
+  });
+
+  it('takes its window from a parameter, overridden per region; others keep the default', () => {
+    const h = new Harness(
+      rules(`
+  - id: silent
+    title: "{{device.id}} silent {{value}}"
+    severity: minor
+    params: { silentFor: 30m }
+    overrides:
+      - regions: [lab]
+        params: { silentFor: 30s }
+    when: { absent: { for: $silentFor } }
+`),
+    );
+    const bench = device('bench', 'AC-9000', { region: 'lab' });
+    h.telemetry(bench, T0, { room_temp: 20 });
+    h.telemetry(ac, T0, { room_temp: 20 });
+    h.advance(T0 + 29 * SEC);
+    expect(h.events).toEqual([]);
+    h.advance(T0 + 30 * SEC);
+    expect(h.events.map((e) => [e.type, e.device.id, e.value, e.threshold, e.title])).toEqual([
+      ['rule.fired', 'bench', 30_000, 30_000, 'bench silent 30s'],
+    ]);
+    h.advance(T0 + 30 * MIN);
+    expect(h.events.map((e) => [e.type, e.device.id, e.threshold])).toEqual([
+      ['rule.fired', 'bench', 30_000],
+      ['rule.fired', 'ac-1', 30 * MIN],
+    ]);
+  });
+
+  it('refuses an absence parameter that is not a duration, or is 0', () => {
+    const load = (params: string, override: string) =>
+      loadRuleText(
+        `apiVersion: faultline/v1\nrules:\n  - id: s\n    title: t\n    severity: minor\n    params: ${params}\n    overrides: [{ regions: [lab], params: ${override} }]\n    when: { absent: { for: $quiet } }\n`,
+        'r.yaml',
+        { catalogueChecks: false },
+      ).errors.map((e) => `${e.line}:${e.col} ${e.message}`);
+    expect(load('{ quiet: 30m }', '{ quiet: 30s }')).toEqual([]);
+    expect(load('{ quiet: 30m }', '{ quiet: "0" }')).toEqual([
+      '7:52 parameter "quiet" must be an absence duration longer than 0',
+    ]);
+    expect(load('{ quiet: soon }', '{ quiet: 30s }')).toEqual([
+      '6:22 parameter "quiet" is used as a duration (e.g. "10m") at when.absent.for',
+    ]);
   });
 
   it('no value of one metric, while others keep arriving', () => {
