@@ -4,13 +4,17 @@
  * A load test of the bridge is only honest if the simulator is not the
  * bottleneck, so generation must stay well above the bridge's ingest rates.
  */
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { Aedes } from 'aedes';
+import type { BenchReport } from '../firmware-sim/bench.js';
 import { deriveSecret } from '../firmware-sim/credentials.js';
 import { expandFleet, fleetFromFlags } from '../firmware-sim/fleet/spec.js';
 import { FleetStream } from '../firmware-sim/fleet/stream.js';
 import { Fleet } from '../firmware-sim/transport/fleet.js';
+import { startBridgeProcess } from '../test/helpers/cli.js';
+import { tempDir } from '../test/helpers/process.js';
 import { type Figure, printTable, summarize, writeResults } from './lib.js';
 
 const START = Date.parse('2026-07-01T00:00:00Z');
@@ -82,6 +86,59 @@ for (const [model, devices, hours] of [
 const acked: number[] = [];
 for (let i = 0; i < RUNS; i++) acked.push(await transportRate(200));
 figures.push({ name: 'QoS 1 acked by Aedes, 200 devices', unit: 'msg/s', ...summarize(acked) });
+
+/**
+ * `firmware-sim bench`, the simulator's own end-to-end mode, run as the CLI a user runs, against a
+ * bridge process: 200 units streaming at 400x device time, 10 of them overheating; each latency is
+ * from sending the sample that made the rule fire to the ticket opening / the guide reaching the app.
+ */
+async function endToEnd(): Promise<BenchReport> {
+  const dir = tempDir('bench-sim-e2e');
+  const token = 'sim-bench-admin-token-0123456789';
+  const bridge = await startBridgeProcess(dir.path, { FAULTLINE_ADMIN_TOKEN: token });
+  try {
+    const cli = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'firmware-sim/cli.ts',
+        'bench',
+        ...['--devices', '200', '--faulty', '10', '--speed', '400', '--duration', '1h'],
+        ...[
+          '--broker',
+          `mqtt://127.0.0.1:${bridge.mqttPort}`,
+          '--api',
+          `http://127.0.0.1:${bridge.httpPort}`,
+        ],
+        ...['--ws', `ws://127.0.0.1:${bridge.wsPort}`, '--token', token],
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    if (cli.status !== 0)
+      throw new Error(`firmware-sim bench exited ${cli.status}: ${cli.stderr}${cli.stdout}`);
+    return JSON.parse(cli.stdout) as BenchReport;
+  } finally {
+    await bridge.server.stop();
+    dir.remove();
+  }
+}
+
+const e2e = await endToEnd();
+const one = (v: number | null) => summarize([v ?? Number.NaN]);
+figures.push(
+  { name: 'firmware-sim bench: ingest, 200 units at 400x', unit: 'msg/s', ...one(e2e.ingestPerSecond) },
+  {
+    name: `firmware-sim bench: telemetry -> ticket p50 (p99 ${e2e.telemetryToTicketMs.p99} ms, n ${e2e.telemetryToTicketMs.n})`,
+    unit: 'ms',
+    ...one(e2e.telemetryToTicketMs.p50),
+  },
+  {
+    name: `firmware-sim bench: telemetry -> guide on the app p50 (p99 ${e2e.telemetryToPushMs.p99} ms)`,
+    unit: 'ms',
+    ...one(e2e.telemetryToPushMs.p50),
+  },
+);
 
 printTable('firmware-sim throughput', figures);
 console.log(`\nwrote ${writeResults('sim', figures)}`);
