@@ -12,7 +12,7 @@ import { FleetStream } from './fleet/stream.js';
 import { OwnerApp, type OwnerNotification } from './owner-app.js';
 import { type ProvisionResult, provision } from './provision.js';
 import { Fleet, type FleetSummary } from './transport/fleet.js';
-import { formatDuration, parseDuration } from './units.js';
+import { formatDuration, parseDuration, parseInstant } from './units.js';
 
 /** "2m" or "2m device time": device time either way. */
 const deviceDuration = z.string().transform((s, ctx) => {
@@ -58,6 +58,11 @@ const scenarioSchema = z.strictObject({
   fleet: z.unknown(),
   speed: z.number().positive().default(360),
   duration: z.string(),
+  /**
+   * Device time at the start, with a zone (2026-07-15T00:00:00+08:00): a fixed time of day
+   * for a fault whose signature depends on it. Without it the run ends now.
+   */
+  start: z.string().optional(),
   /** Wall time the checks keep polling after the run before they count as failed. */
   settle: z.string().default('60s'),
   expect: z.array(expectation).min(1),
@@ -72,6 +77,8 @@ export interface Scenario {
   fleet: FleetFile;
   speed: number;
   durationMs: number;
+  /** Fixed device time at the start; undefined: the run ends now. */
+  startMs: number | undefined;
   settleMs: number;
   expect: Expectation[];
 }
@@ -84,14 +91,46 @@ export function parseScenario(raw: unknown, source = 'scenario'): Scenario {
     );
   }
   const s = parsed.data;
+  const fleet = parseFleet(s.fleet, `${source}: fleet`);
+  const startText = s.start ?? fleet.start;
+  let startMs: number | undefined;
+  try {
+    startMs = startText === undefined ? undefined : parseInstant(startText);
+  } catch (err) {
+    throw new Error(`${source}: start: ${(err as Error).message}`);
+  }
   return {
     name: s.name ?? source,
-    fleet: parseFleet(s.fleet, `${source}: fleet`),
+    fleet,
     speed: s.speed,
     durationMs: parseDuration(s.duration),
+    startMs,
     settleMs: parseDuration(s.settle),
     expect: s.expect,
   };
+}
+
+/** How far ahead of its own clock the bridge takes device timestamps (ingest.maxFutureSkewMs). */
+const BRIDGE_FUTURE_SKEW_MS = 5 * 60_000;
+
+/**
+ * Device time of a scenario's run. Without a start it ends now: faster than real time, its
+ * samples never lie in the bridge's future. A fixed start must keep them out of it too: the
+ * device clock at wall time w is start + (w - now) * speed.
+ */
+export function scenarioTiming(sc: Scenario, now: number): { startMs: number; endMs: number } {
+  if (sc.startMs === undefined) {
+    const startMs = Math.floor((now - sc.durationMs) / 1000) * 1000;
+    return { startMs, endMs: startMs + sc.durationMs };
+  }
+  const endMs = sc.startMs + sc.durationMs;
+  const endWall = now + sc.durationMs / sc.speed;
+  if (endMs > endWall + BRIDGE_FUTURE_SKEW_MS) {
+    throw new Error(
+      `${sc.name}: the run would reach device time ${new Date(endMs).toISOString()}, ahead of the bridge's clock, which refuses samples more than 5 min in the future; start earlier`,
+    );
+  }
+  return { startMs: sc.startMs, endMs };
 }
 
 export function loadScenario(path: string): Scenario {
@@ -172,9 +211,8 @@ export async function runScenario(sc: Scenario, o: ScenarioOptions): Promise<Sce
     if (device !== undefined && !byId.has(device))
       throw new Error(`${sc.name}: expectation names device ${device}, which is not in the fleet`);
   }
-  // Faster than real time, the run ends now: its samples never lie in the bridge's future.
-  const startMs = Math.floor((now() - sc.durationMs) / 1000) * 1000;
-  const endMs = startMs + sc.durationMs;
+  // Refuse a start in the bridge's future before registering anything.
+  scenarioTiming(sc, now());
 
   let provisioned: ProvisionResult | undefined;
   if (o.provision !== false) {
@@ -228,6 +266,8 @@ export async function runScenario(sc: Scenario, o: ScenarioOptions): Promise<Sce
   try {
     for (const app of apps.values()) await app.start();
 
+    // After registration: a run that ends now ends after its devices were registered.
+    const { startMs, endMs } = scenarioTiming(sc, now());
     const fleet = new Fleet({
       brokerUrl: o.brokerUrl,
       source: new FleetStream(specs, { seed, startMs, endMs, qos: 1 }),
@@ -238,7 +278,9 @@ export async function runScenario(sc: Scenario, o: ScenarioOptions): Promise<Sce
       speed: sc.speed,
       connectRate: o.connectRate ?? 500,
     });
-    log(`running ${specs.length} device(s), ${formatDuration(sc.durationMs)} of device time at ${sc.speed}x`);
+    log(
+      `running ${specs.length} device(s), ${formatDuration(sc.durationMs)} of device time from ${new Date(startMs).toISOString()} at ${sc.speed}x`,
+    );
     await fleet.start();
     const run = await fleet.finished;
     if (run.connectFailures > 0 || run.unacked > 0 || run.publishErrors > 0) {
