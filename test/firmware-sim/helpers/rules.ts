@@ -172,6 +172,7 @@ export function evaluateRules(
       ),
     );
   }
+  // device-silent at its default, 30 min: these fleets are in the field (region lab has 30 s).
   const sent = publishes(events, undefined, deviceId)
     .filter((e) => !e.topic.endsWith('/status'))
     .map((e) => e.at);
