@@ -490,6 +490,8 @@ export class TicketService {
     }
     await this.#event(q, w, t.id, 'ticket.opened', ENGINE_ACTOR, {
       incidentId: e.incidentId,
+      // When the engine decided (its clock); openedAt is when this transaction began, after any queueing.
+      ruleEventAt: new Date(e.serverTime).toISOString(),
       severity: e.severity,
       priority: a.priority,
       priorityScore: a.score,
