@@ -301,6 +301,23 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    id: 4,
+    name: 'the ticket timeline read in commit order',
+    statements: [
+      // Timeline ids come from a sequence, so on PostgreSQL a lower id can commit after a higher
+      // one was read: a reader keyed on id alone would pass over it for good. Each entry records its
+      // writing transaction; readers take entries in (tx, id) order, and only those of transactions
+      // older than every one still running (pg_snapshot_xmin), which nothing can precede any more.
+      // Existing entries all get this migration's transaction.
+      'ALTER TABLE ticket_events ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id()',
+      'CREATE INDEX ticket_events_tx_idx ON ticket_events (tx, id)',
+      'ALTER TABLE push_cursors ADD COLUMN tx xid8',
+      // The same transaction as the existing entries: a cursor keeps its place among them.
+      'UPDATE push_cursors SET tx = pg_current_xact_id()',
+      'ALTER TABLE push_cursors ALTER COLUMN tx SET NOT NULL',
+    ],
+  },
 ];
 
 /** Any constant works; it only has to be the same in every Faultline process sharing a database. */

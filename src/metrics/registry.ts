@@ -147,7 +147,7 @@ export class Metrics {
   });
   readonly ownerNotifications = new Counter({
     name: 'faultline_owner_notifications_total',
-    help: 'Owner notifications by kind (guide, survey) and outcome (created, held, sent, expired, no_guide, no_owner, guide_off)',
+    help: 'Owner notifications by kind (guide, survey) and outcome (created, held, sent, expired, no_guide, no_owner, guide_off, failed)',
     labelNames: ['kind', 'outcome'] as const,
     registers: [this.registry],
   });

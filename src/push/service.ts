@@ -23,7 +23,7 @@ import type { Guide, SignalWord } from '../guides/model.js';
 import type { Logger } from '../log/logger.js';
 import type { OwnerContact, OwnerStore } from '../owners/store.js';
 import type { RuleFired, RuleUpdated } from '../rules/types.js';
-import type { Ticket, TicketChange } from '../tickets/model.js';
+import type { Ticket, TicketChange, TimelinePosition } from '../tickets/model.js';
 import { ENGINE_ACTOR } from '../tickets/service.js';
 import type { Outbox } from '../webhooks/outbox.js';
 import { GATEWAY_RECEIVER, type PushConfig } from './config.js';
@@ -37,6 +37,8 @@ const HOUR = 3_600_000;
 export const MAX_GATEWAY_BYTES = 4096;
 const CURSOR = 'push';
 const CHANGE_BATCH = 500;
+/** First re-read when timeline entries wait for an older transaction; doubles up to pollMs. */
+const HELD_FIRST_MS = 5;
 const DISPATCH_BATCH = 100;
 /** Rule events remembered for "does this incident want a guide": far more than are ever open. */
 const INCIDENT_MEMORY = 50_000;
@@ -262,6 +264,7 @@ export class PushService {
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   #again = false;
+  #heldDelay = 0;
   #started = false;
   #unsubscribe: (() => void) | null = null;
   readonly #failures = new Map<string, number>();
@@ -493,14 +496,18 @@ export class PushService {
     if (this.#o.tickets) await this.#cursor();
   }
 
-  /** Reads the ticket timeline from the stored cursor and handles every entry. */
-  async pumpTimeline(): Promise<number> {
+  /**
+   * Reads the ticket timeline from the stored cursor and handles every entry. Entries wait until no
+   * older transaction can still commit one before them (see TicketService.committedChangesSince);
+   * `held` says some do, and the loop asks again shortly.
+   */
+  async pumpTimeline(): Promise<{ handled: number; held: boolean }> {
     const tickets = this.#o.tickets;
-    if (!tickets) return 0;
+    if (!tickets) return { handled: 0, held: false };
     let cursor = await this.#cursor();
     let handled = 0;
     for (;;) {
-      const changes = await tickets.changesSince(cursor, CHANGE_BATCH);
+      const { changes, held } = await tickets.committedChangesSince(cursor, CHANGE_BATCH);
       for (const c of changes) {
         try {
           await this.handleChange(c);
@@ -514,36 +521,39 @@ export class PushService {
             throw err;
           }
           this.#failures.delete(c.eventId);
+          this.#o.observer?.notification?.(c.kind === 'status.changed' ? 'survey' : 'guide', 'failed');
           this.#o.log?.error({ err, eventId: c.eventId }, 'push: giving up on a ticket change after 3 tries');
         }
-        cursor = c.eventId;
+        cursor = c.position;
         handled++;
       }
       if (changes.length > 0) await this.#saveCursor(cursor);
-      if (changes.length < CHANGE_BATCH) return handled;
+      if (held || changes.length < CHANGE_BATCH) return { handled, held };
     }
   }
 
-  async #cursor(): Promise<string> {
-    const { rows } = await this.#o.db.query<{ event_id: string }>(
-      'SELECT event_id FROM push_cursors WHERE name = $1',
+  async #cursor(): Promise<TimelinePosition> {
+    const { rows } = await this.#o.db.query<{ tx: string; event_id: string }>(
+      'SELECT tx::text AS tx, event_id::text AS event_id FROM push_cursors WHERE name = $1',
       [CURSOR],
     );
-    if (rows[0]) return rows[0].event_id;
+    if (rows[0]) return { tx: rows[0].tx, id: rows[0].event_id };
     // First start: tickets from before the feature existed get no push.
-    const latest = await this.#o.tickets!.latestEventId();
+    const start = await this.#o.tickets!.horizon();
     await this.#o.db.query(
-      `INSERT INTO push_cursors (name, event_id, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
-      [CURSOR, latest, new Date(this.#now())],
+      `INSERT INTO push_cursors (name, tx, event_id, updated_at) VALUES ($1, $2::xid8, $3, $4)
+       ON CONFLICT (name) DO NOTHING`,
+      [CURSOR, start.tx, start.id, new Date(this.#now())],
     );
-    return (await this.#cursor()) ?? latest;
+    return this.#cursor();
   }
 
-  async #saveCursor(eventId: string): Promise<void> {
-    // GREATEST: two processes moving it never move it back.
+  async #saveCursor(p: TimelinePosition): Promise<void> {
+    // Only forward: two processes moving it never move it back.
     await this.#o.db.query(
-      'UPDATE push_cursors SET event_id = GREATEST(event_id, $2::bigint), updated_at = $3 WHERE name = $1',
-      [CURSOR, eventId, new Date(this.#now())],
+      `UPDATE push_cursors SET tx = $2::xid8, event_id = $3, updated_at = $4
+       WHERE name = $1 AND (tx, event_id) < ($2::xid8, $3::bigint)`,
+      [CURSOR, p.tx, p.id, new Date(this.#now())],
     );
   }
 
@@ -923,8 +933,14 @@ export class PushService {
 
   /** One pass now (tests with a controlled clock call this directly). */
   async runOnce(): Promise<void> {
-    await this.pumpTimeline();
+    await this.#pass();
+  }
+
+  /** One pass; true when timeline entries wait for an older transaction to finish. */
+  async #pass(): Promise<boolean> {
+    const { held } = await this.pumpTimeline();
     await this.dispatchDue();
+    return held;
   }
 
   async stop(): Promise<void> {
@@ -940,11 +956,17 @@ export class PushService {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      this.#running = this.runOnce()
-        .catch((err: unknown) => this.#o.log?.warn({ err }, 'push pass failed; retrying at the next poll'))
-        .finally(() => {
+      this.#running = this.#pass()
+        .catch((err: unknown) => {
+          this.#o.log?.warn({ err }, 'push pass failed; retrying at the next poll');
+          return false;
+        })
+        .then((held) => {
           this.#running = null;
-          if (this.#started) this.#schedule(this.#again ? 0 : this.#o.config.pollMs);
+          // Entries held for an older transaction (any on the server, usually a few ms long) are
+          // asked for again soon, backing off to the poll interval while that transaction lasts.
+          this.#heldDelay = held ? Math.min(this.#heldDelay * 2 || HELD_FIRST_MS, this.#o.config.pollMs) : 0;
+          if (this.#started) this.#schedule(this.#again ? 0 : this.#heldDelay || this.#o.config.pollMs);
           this.#again = false;
         });
     }, ms);

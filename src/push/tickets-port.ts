@@ -13,14 +13,18 @@
 import type { Db } from '../db/db.js';
 import type { ResolveReason, RuleResolved } from '../rules/types.js';
 import type { Priority } from '../tickets/config.js';
-import type { Ticket, TicketChange } from '../tickets/model.js';
+import type { PositionedChange, Ticket, TimelinePosition } from '../tickets/model.js';
 import { raiseOneBand } from '../tickets/priority.js';
 import type { TicketService } from '../tickets/service.js';
 
 export interface TicketPort {
-  /** The newest timeline entry id, "0" when there is none. */
-  latestEventId(): Promise<string>;
-  changesSince(afterEventId: string, limit: number): Promise<TicketChange[]>;
+  /** Where a reader starting now begins: after every entry already committed, before any still to come. */
+  horizon(): Promise<TimelinePosition>;
+  /** Entries after a position, each once, in an order no later commit can go behind (see TicketService). */
+  committedChangesSince(
+    after: TimelinePosition,
+    limit: number,
+  ): Promise<{ changes: PositionedChange[]; held: boolean }>;
   /** Called after every committed ticket change. */
   subscribe(fn: () => void): () => void;
   get(ticketId: string): Promise<Ticket | null>;
@@ -46,13 +50,8 @@ const MINUTE = 60_000;
 
 export function ticketPort(service: TicketService, db: Db): TicketPort {
   return {
-    async latestEventId() {
-      const { rows } = await db.query<{ id: string }>(
-        'SELECT coalesce(max(id), 0)::text AS id FROM ticket_events',
-      );
-      return rows[0]?.id ?? '0';
-    },
-    changesSince: (after, limit) => service.changesSince(after, limit),
+    horizon: () => service.timelineHorizon(),
+    committedChangesSince: (after, limit) => service.committedChangesSince(after, limit),
     subscribe: (fn) => service.subscribe(() => fn()),
     get: (id) => service.get(id),
     async addLink(ticketId, kind, ref, options) {

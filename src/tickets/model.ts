@@ -229,3 +229,16 @@ export interface TicketChange {
   data: Record<string, unknown>;
   ticket: Ticket;
 }
+
+/**
+ * A place in the timeline for readers that must see every entry exactly once: the writing
+ * transaction (xid8, as text) and the entry id. Entries are read in (tx, id) order and only once
+ * their transaction is older than every transaction still running, so none can commit behind it.
+ */
+export interface TimelinePosition {
+  tx: string;
+  id: string;
+}
+
+/** A timeline entry with the position right after it (what a reader stores as its cursor). */
+export type PositionedChange = TicketChange & { position: TimelinePosition };

@@ -24,12 +24,14 @@ import type { Priority, ReceiverConfig, ReceiverTopic, TicketsConfig } from './c
 import {
   type FleetIncident,
   isFinal,
+  type PositionedChange,
   type Ticket,
   type TicketChange,
   type TicketDetail,
   type TicketEventKind,
   type TicketLink,
   type TicketStatus,
+  type TimelinePosition,
   TRANSITIONS,
   type WaitingOn,
 } from './model.js';
@@ -115,6 +117,15 @@ const MAX_TX_ATTEMPTS = 10;
 const RETRYABLE_SQLSTATES = new Set(['23505', '40001', '40P01']);
 const severityRank = (s: Severity): number => SEVERITIES.indexOf(s);
 const MINUTE = 60_000;
+
+interface TimelineRow {
+  id: string;
+  ticket_id: string;
+  at: Date;
+  actor: string;
+  kind: TicketEventKind;
+  data: Record<string, unknown>;
+}
 
 interface PendingEvent {
   id: string;
@@ -1134,20 +1145,55 @@ export class TicketService {
 
   /**
    * Timeline entries after `afterEventId`, oldest first, for a live screen resuming its stream
-   * (SSE Last-Event-ID). Each carries the ticket as it is now, not as it was then.
+   * (SSE Last-Event-ID). Each carries the ticket as it is now, not as it was then. Ids are not
+   * commit order (see committedChangesSince): this is for a best-effort resume, not a consumer
+   * that must see every entry.
    */
   async changesSince(afterEventId: string, limit = 1_000): Promise<TicketChange[]> {
-    const { rows } = await this.#db.query<{
-      id: string;
-      ticket_id: string;
-      at: Date;
-      actor: string;
-      kind: TicketEventKind;
-      data: Record<string, unknown>;
-    }>('SELECT id, ticket_id, at, actor, kind, data FROM ticket_events WHERE id > $1 ORDER BY id LIMIT $2', [
-      afterEventId,
-      limit,
-    ]);
+    const { rows } = await this.#db.query<TimelineRow>(
+      'SELECT id, ticket_id, at, actor, kind, data FROM ticket_events WHERE id > $1 ORDER BY id LIMIT $2',
+      [afterEventId, limit],
+    );
+    return this.#changes(rows);
+  }
+
+  /**
+   * Timeline entries after `after`, for consumers that must see each entry exactly once across
+   * restarts (the owner push). Timeline ids come from a sequence, so on PostgreSQL an entry with a
+   * lower id can commit after one with a higher id was read. Entries are therefore returned in
+   * (writing transaction, id) order and only when their transaction is older than every transaction
+   * still running (pg_snapshot_xmin): every later commit sorts after them, so a cursor at the last
+   * one returned never passes over an entry. `held` says that committed entries are waiting for an
+   * older transaction to finish (ask again soon).
+   */
+  async committedChangesSince(
+    after: TimelinePosition,
+    limit = 1_000,
+  ): Promise<{ changes: PositionedChange[]; held: boolean }> {
+    const { rows } = await this.#db.query<TimelineRow & { tx: string; final: boolean }>(
+      `SELECT id, ticket_id, at, actor, kind, data, tx::text AS tx,
+              tx < pg_snapshot_xmin(pg_current_snapshot()) AS final
+       FROM ticket_events WHERE (tx, id) > ($1::xid8, $2::bigint) ORDER BY tx, id LIMIT $3`,
+      [after.tx, after.id, limit],
+    );
+    // Final entries sort first (their tx is below the horizon, every other one's is not).
+    const final = rows.filter((r) => r.final);
+    const changes = await this.#changes(final);
+    return {
+      changes: changes.map((c, i) => ({ ...c, position: { tx: final[i]!.tx, id: final[i]!.id } })),
+      held: final.length < rows.length,
+    };
+  }
+
+  /** The position before every entry a transaction still running (or not yet begun) can write. */
+  async timelineHorizon(): Promise<TimelinePosition> {
+    const { rows } = await this.#db.query<{ tx: string }>(
+      'SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS tx',
+    );
+    return { tx: rows[0]!.tx, id: '0' };
+  }
+
+  async #changes(rows: TimelineRow[]): Promise<TicketChange[]> {
     if (rows.length === 0) return [];
     const now = this.#now();
     const tickets = await this.#db.query<TicketRow>('SELECT * FROM tickets WHERE id = ANY($1::bigint[])', [
