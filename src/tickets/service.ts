@@ -117,6 +117,8 @@ const MAX_TX_ATTEMPTS = 10;
 const RETRYABLE_SQLSTATES = new Set(['23505', '40001', '40P01']);
 const severityRank = (s: Severity): number => SEVERITIES.indexOf(s);
 const MINUTE = 60_000;
+/** Most tickets one fleet-check transaction takes (a long transaction holds back timeline readers). */
+const FLEET_BATCH = 25;
 
 interface TimelineRow {
   id: string;
@@ -200,6 +202,13 @@ export class TicketService {
   readonly #events: Limiter;
   /** The last queued event of each fingerprint: the next one waits for it. */
   readonly #chains = new Map<string, Promise<unknown>>();
+  /** Fleet checks waiting, per rule, and who waits for each (see #linkFleet). */
+  readonly #fleetQueue = new Map<
+    string,
+    Array<{ ticketId: string; resolve: () => void; reject: (err: unknown) => void }>
+  >();
+  /** Fleet checks of different rules run side by side, this many at once (each holds a connection). */
+  readonly #fleetSlots = new Limiter(2);
   #closing = false;
 
   constructor(options: TicketServiceOptions) {
@@ -239,7 +248,13 @@ export class TicketService {
   /** Opens a ticket, reopens a recently resolved one, or adds an occurrence to the open one. */
   async handleFired(e: RuleFired): Promise<RuleEventOutcome> {
     if (!e.actions.ticket) return { action: 'no_ticket', ticketId: null };
-    return this.#inOrder(e.fingerprint, () => this.#fired(e));
+    const outcome = await this.#inOrder(e.fingerprint, () =>
+      this.#run((q, w) => this.#openOrAppend(q, w, e)),
+    );
+    if (outcome.ticketId !== null && outcome.action !== 'duplicate') {
+      await this.#linkFleet(outcome.ticketId, e.ruleId);
+    }
+    return outcome;
   }
 
   /**
@@ -289,25 +304,17 @@ export class TicketService {
     this.#closing = true;
   }
 
-  async #fired(e: RuleFired): Promise<RuleEventOutcome> {
-    const outcome = await this.#run((q, w) => this.#openOrAppend(q, w, e));
-    if (outcome.ticketId !== null && outcome.action !== 'duplicate') await this.#checkFleet(outcome.ticketId);
-    return outcome;
-  }
-
   /**
    * An escalation raises severity (and maybe priority); other updates add an occurrence. With no
    * open ticket (staff closed it while the fault went on), the update is handled as a recurrence.
    */
   async handleUpdated(e: RuleUpdated): Promise<RuleEventOutcome> {
     if (!e.actions.ticket) return { action: 'no_ticket', ticketId: null };
-    return this.#inOrder(e.fingerprint, () => this.#updated(e));
-  }
-
-  async #updated(e: RuleUpdated): Promise<RuleEventOutcome> {
-    const outcome = await this.#run((q, w) => this.#openOrAppend(q, w, e));
+    const outcome = await this.#inOrder(e.fingerprint, () =>
+      this.#run((q, w) => this.#openOrAppend(q, w, e)),
+    );
     if (outcome.ticketId !== null && (outcome.action !== 'appended' || e.reason !== 'escalated')) {
-      await this.#checkFleet(outcome.ticketId);
+      await this.#linkFleet(outcome.ticketId, e.ruleId);
     }
     return outcome;
   }
@@ -1009,83 +1016,140 @@ export class TicketService {
   }
 
   /**
+   * Links a ticket that opened or fired again to its fleet incident (opening one when it reaches
+   * the threshold), after its own transaction committed and outside the rule-event limiter: the
+   * per-rule lock below serialises the fleet checks of one rule, and a ticket opening must not wait
+   * behind them. Tickets of one rule that arrive while a check runs wait here and go together in
+   * the next one, so a burst takes a few lock turns instead of one per ticket. Resolves when this
+   * ticket's check committed.
+   */
+  #linkFleet(ticketId: string, ruleId: string): Promise<void> {
+    if (!this.#config.fleet.enabled) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const entry = { ticketId, resolve, reject };
+      const queue = this.#fleetQueue.get(ruleId);
+      if (queue) {
+        queue.push(entry);
+        return;
+      }
+      this.#fleetQueue.set(ruleId, [entry]);
+      void this.#drainFleet(ruleId);
+    });
+  }
+
+  /** Runs the queued fleet checks of one rule, a batch at a time, until none is left. */
+  async #drainFleet(ruleId: string): Promise<void> {
+    const queue = this.#fleetQueue.get(ruleId)!;
+    while (queue.length > 0) {
+      const batch = queue.splice(0, FLEET_BATCH);
+      await this.#fleetSlots.run(async () => {
+        try {
+          await this.#untilDbAnswers(() => this.#checkFleet(batch.map((b) => b.ticketId)));
+          for (const b of batch) b.resolve();
+        } catch (err) {
+          if (batch.length === 1) {
+            batch[0]!.reject(err);
+            return;
+          }
+          // One ticket's failure must not fail the others: each alone, once more.
+          for (const b of batch) {
+            await this.#untilDbAnswers(() => this.#checkFleet([b.ticketId])).then(b.resolve, b.reject);
+          }
+        }
+      });
+    }
+    this.#fleetQueue.delete(ruleId);
+  }
+
+  /**
    * Fleet incidents: once `threshold` devices of one model (or batch) have fired one rule within
    * the window, one incident opens and links their tickets; later tickets of that rule and model
-   * link to it while it is open. Runs after the ticket's own transaction committed, under a
-   * per-rule advisory lock, so concurrent tickets are counted one after another and the threshold
-   * is seen crossed exactly when it is.
+   * link to it while it is open. Runs after the tickets' own transactions committed, under a
+   * per-rule advisory lock, so concurrent tickets (in this process or another) are counted one
+   * after another, in id order, and the threshold is seen crossed exactly when it is.
    */
-  async #checkFleet(ticketId: string): Promise<void> {
+  async #checkFleet(ticketIds: string[]): Promise<void> {
     const fleet = this.#config.fleet;
     if (!fleet.enabled) return;
     await this.#run(async (q, w) => {
-      const t = await ticketRow(q, ticketId);
-      if (!t) return;
-      await q.query('SELECT pg_advisory_xact_lock($1::bigint)', [fleetLockKey(t.rule_id)]);
-      const code = t.code ?? '';
-      for (const scope of fleet.scopes) {
-        const value = scope === 'model' ? t.model : t.batch;
-        if (!value) continue;
-        const found = await q.query<IncidentRow>(
-          `SELECT * FROM fleet_incidents
-           WHERE status = 'open' AND rule_id = $1 AND code = $2 AND scope = $3 AND scope_value = $4 FOR UPDATE`,
-          [t.rule_id, code, scope, value],
+      const tickets: TicketRow[] = [];
+      for (const id of [...ticketIds].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1))) {
+        const t = await ticketRow(q, id);
+        if (t) tickets.push(t);
+      }
+      // Locks in one order everywhere, so two processes' batches cannot deadlock.
+      for (const key of [...new Set(tickets.map((t) => fleetLockKey(t.rule_id)))].sort()) {
+        await q.query('SELECT pg_advisory_xact_lock($1::bigint)', [key]);
+      }
+      for (const t of tickets) await this.#fleetLink(q, w, t);
+    });
+  }
+
+  async #fleetLink(q: Queryable, w: Work, t: TicketRow): Promise<void> {
+    const fleet = this.#config.fleet;
+    const code = t.code ?? '';
+    for (const scope of fleet.scopes) {
+      const value = scope === 'model' ? t.model : t.batch;
+      if (!value) continue;
+      const found = await q.query<IncidentRow>(
+        `SELECT * FROM fleet_incidents
+         WHERE status = 'open' AND rule_id = $1 AND code = $2 AND scope = $3 AND scope_value = $4 FOR UPDATE`,
+        [t.rule_id, code, scope, value],
+      );
+      let incident = found.rows[0] ?? null;
+      let candidates: string[];
+      if (incident) {
+        candidates = [t.id];
+      } else {
+        const { rows } = await q.query<{ id: string; device_id: string }>(
+          `SELECT id, device_id FROM tickets
+           WHERE rule_id = $1 AND coalesce(code, '') = $2 AND ${scope === 'model' ? 'model' : 'batch'} = $3
+             AND last_fired_at >= $4
+           ORDER BY id`,
+          [t.rule_id, code, value, new Date(w.now - fleet.windowMinutes * MINUTE)],
         );
-        let incident = found.rows[0] ?? null;
-        let candidates: string[];
-        if (incident) {
-          candidates = [t.id];
-        } else {
-          const { rows } = await q.query<{ id: string; device_id: string }>(
-            `SELECT id, device_id FROM tickets
-             WHERE rule_id = $1 AND coalesce(code, '') = $2 AND ${scope === 'model' ? 'model' : 'batch'} = $3
-               AND last_fired_at >= $4
-             ORDER BY id`,
-            [t.rule_id, code, value, new Date(w.now - fleet.windowMinutes * MINUTE)],
-          );
-          if (new Set(rows.map((r) => r.device_id)).size < fleet.threshold) continue;
-          const inserted = await q.query<IncidentRow>(
-            `INSERT INTO fleet_incidents (status, rule_id, code, scope, scope_value, model, title, severity,
-               category, safety, team, priority, priority_score, affected_devices, affected_customers,
-               opened_at, last_linked_at, updated_at)
-             VALUES ('open', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'P4', 1, 0, 0, $11, $11, $11)
-             RETURNING *`,
-            [
-              t.rule_id,
-              code,
-              scope,
-              value,
-              t.model,
-              `${t.rule_id}${code ? ` ${code}` : ''} on ${scope === 'model' ? 'model' : 'batch'} ${value}`,
-              t.severity,
-              t.category,
-              t.safety,
-              fleet.team,
-              w.at,
-            ],
-          );
-          incident = inserted.rows[0]!;
-          candidates = rows.map((r) => r.id);
-          w.incidents.push({ id: incident.id, kind: 'incident.opened' });
-        }
-        let linked = 0;
-        for (const id of candidates) {
-          const { rows } = await q.query(
-            `INSERT INTO ticket_links (ticket_id, kind, ref, data, at) VALUES ($1, 'fleet_incident', $2, $3, $4)
-             ON CONFLICT (ticket_id, kind, ref) DO NOTHING RETURNING id`,
-            [id, incident.id, JSON.stringify({ scope, value }), w.at],
-          );
-          if (rows.length === 0) continue;
-          linked++;
-          await this.#event(q, w, id, 'fleet.linked', SYSTEM_ACTOR, {
-            incidentId: incident.id,
+        if (new Set(rows.map((r) => r.device_id)).size < fleet.threshold) continue;
+        const inserted = await q.query<IncidentRow>(
+          `INSERT INTO fleet_incidents (status, rule_id, code, scope, scope_value, model, title, severity,
+             category, safety, team, priority, priority_score, affected_devices, affected_customers,
+             opened_at, last_linked_at, updated_at)
+           VALUES ('open', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'P4', 1, 0, 0, $11, $11, $11)
+           RETURNING *`,
+          [
+            t.rule_id,
+            code,
             scope,
             value,
-          });
-        }
-        if (linked > 0) await this.#recountIncident(q, w, incident);
+            t.model,
+            `${t.rule_id}${code ? ` ${code}` : ''} on ${scope === 'model' ? 'model' : 'batch'} ${value}`,
+            t.severity,
+            t.category,
+            t.safety,
+            fleet.team,
+            w.at,
+          ],
+        );
+        incident = inserted.rows[0]!;
+        candidates = rows.map((r) => r.id);
+        w.incidents.push({ id: incident.id, kind: 'incident.opened' });
       }
-    });
+      let linked = 0;
+      for (const id of candidates) {
+        const { rows } = await q.query(
+          `INSERT INTO ticket_links (ticket_id, kind, ref, data, at) VALUES ($1, 'fleet_incident', $2, $3, $4)
+           ON CONFLICT (ticket_id, kind, ref) DO NOTHING RETURNING id`,
+          [id, incident.id, JSON.stringify({ scope, value }), w.at],
+        );
+        if (rows.length === 0) continue;
+        linked++;
+        await this.#event(q, w, id, 'fleet.linked', SYSTEM_ACTOR, {
+          incidentId: incident.id,
+          scope,
+          value,
+        });
+      }
+      if (linked > 0) await this.#recountIncident(q, w, incident);
+    }
   }
 
   async #recountIncident(q: Queryable, w: Work, incident: IncidentRow): Promise<void> {
