@@ -39,17 +39,6 @@ const CURSOR = 'push';
 const CHANGE_BATCH = 500;
 /** First re-read when timeline entries wait for an older transaction; doubles up to pollMs. */
 const HELD_FIRST_MS = 5;
-/** Owners handled side by side in a pass (each takes a pooled connection at a time). */
-const PUMP_CONCURRENCY = 4;
-
-/** Runs fn over items, at most `limit` at once. */
-async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
 const DISPATCH_BATCH = 100;
 /** Rule events remembered for "does this incident want a guide": far more than are ever open. */
 const INCIDENT_MEMORY = 50_000;
@@ -519,53 +508,26 @@ export class PushService {
     let handled = 0;
     for (;;) {
       const { changes, held } = await tickets.committedChangesSince(cursor, CHANGE_BATCH);
-      // One owner's entries in timeline order, one after another (their notifications are sent in
-      // the order they were created, rate limits take them in that order, a survey looks for the
-      // guide sent, a newer guide supersedes an older one still held); different owners side by side.
-      const groups = new Map<string, number[]>();
-      changes.forEach((c, i) => {
-        const key = c.ticket.owner.id ?? `fingerprint:${c.ticket.fingerprint}`;
-        const group = groups.get(key);
-        if (group) group.push(i);
-        else groups.set(key, [i]);
-      });
-      const failed = new Map<number, unknown>();
-      await inParallel([...groups.values()], PUMP_CONCURRENCY, async (group) => {
-        for (const i of group) {
-          const c = changes[i]!;
-          try {
-            await this.handleChange(c);
-            this.#failures.delete(c.eventId);
-          } catch (err) {
-            // Retried on the next passes; a change that keeps failing is skipped, not a wedge.
-            const n = (this.#failures.get(c.eventId) ?? 0) + 1;
-            this.#failures.set(c.eventId, n);
-            if (n < 3) {
-              failed.set(i, err);
-              return; // this owner's later entries wait for it
-            }
-            this.#failures.delete(c.eventId);
-            this.#o.observer?.notification?.(c.kind === 'status.changed' ? 'survey' : 'guide', 'failed');
-            this.#o.log?.error(
-              { err, eventId: c.eventId },
-              'push: giving up on a ticket change after 3 tries',
-            );
+      for (const c of changes) {
+        try {
+          await this.handleChange(c);
+          this.#failures.delete(c.eventId);
+        } catch (err) {
+          // Retried on the next passes; a change that keeps failing is skipped, not a wedge.
+          const n = (this.#failures.get(c.eventId) ?? 0) + 1;
+          this.#failures.set(c.eventId, n);
+          if (n < 3) {
+            await this.#saveCursor(cursor);
+            throw err;
           }
+          this.#failures.delete(c.eventId);
+          this.#o.observer?.notification?.(c.kind === 'status.changed' ? 'survey' : 'guide', 'failed');
+          this.#o.log?.error({ err, eventId: c.eventId }, 'push: giving up on a ticket change after 3 tries');
         }
-      });
-      if (failed.size > 0) {
-        // The cursor stops before the first failure; what was handled after it is read again
-        // next pass and changes nothing (a notification is keyed by its timeline entry).
-        const first = Math.min(...failed.keys());
-        if (first > 0) await this.#saveCursor(changes[first - 1]!.position);
-        throw failed.get(first);
+        cursor = c.position;
+        handled++;
       }
-      handled += changes.length;
-      const last = changes.at(-1);
-      if (last) {
-        cursor = last.position;
-        await this.#saveCursor(cursor);
-      }
+      if (changes.length > 0) await this.#saveCursor(cursor);
       if (held || changes.length < CHANGE_BATCH) return { handled, held };
     }
   }
@@ -709,38 +671,31 @@ export class PushService {
       [new Date(this.#now() - 24 * HOUR)],
     );
     const seen = new Set<string>();
-    const byTicket = new Map<string, NotificationRow[]>();
     for (const r of [...justSent, ...lagging]) {
       if (!r.ticket_id || seen.has(r.id)) continue;
       seen.add(r.id);
-      const list = byTicket.get(r.ticket_id);
-      if (list) list.push(r);
-      else byTicket.set(r.ticket_id, [r]);
-    }
-    await inParallel([...byTicket.values()], PUMP_CONCURRENCY, async (rows) => {
-      for (const r of rows) await this.#linkSend(tickets, r);
-    });
-  }
-
-  async #linkSend(tickets: TicketPort, r: NotificationRow): Promise<void> {
-    try {
-      await tickets.addLink(r.ticket_id!, r.kind === 'guide' ? 'guide_push' : 'owner_survey_request', r.id, {
-        actor: 'push',
-        data: {
-          notificationId: r.id,
-          ...(r.guide_id ? { guideId: r.guide_id } : {}),
-          locale: r.locale,
-          signal: r.signal,
-          channels: r.channels ?? [],
-          ...(r.held ? { heldFor: r.held.split(','), createdAt: r.created_at.toISOString() } : {}),
-        },
-      });
-      await this.#o.db.query('UPDATE owner_notifications SET timeline_at = $2 WHERE id = $1', [
-        r.id,
-        new Date(this.#now()),
-      ]);
-    } catch (err) {
-      this.#o.log?.warn({ err, notification: r.id }, 'could not put a push on the ticket timeline; retrying');
+      try {
+        await tickets.addLink(r.ticket_id, r.kind === 'guide' ? 'guide_push' : 'owner_survey_request', r.id, {
+          actor: 'push',
+          data: {
+            notificationId: r.id,
+            ...(r.guide_id ? { guideId: r.guide_id } : {}),
+            locale: r.locale,
+            signal: r.signal,
+            channels: r.channels ?? [],
+            ...(r.held ? { heldFor: r.held.split(','), createdAt: r.created_at.toISOString() } : {}),
+          },
+        });
+        await this.#o.db.query('UPDATE owner_notifications SET timeline_at = $2 WHERE id = $1', [
+          r.id,
+          new Date(this.#now()),
+        ]);
+      } catch (err) {
+        this.#o.log?.warn(
+          { err, notification: r.id },
+          'could not put a push on the ticket timeline; retrying',
+        );
+      }
     }
   }
 
@@ -983,10 +938,8 @@ export class PushService {
 
   /** One pass; true when timeline entries wait for an older transaction to finish. */
   async #pass(): Promise<boolean> {
-    const { handled, held } = await this.pumpTimeline();
+    const { held } = await this.pumpTimeline();
     await this.dispatchDue();
-    // Progress: the next held entry is as new as any, so ask again soon rather than back off.
-    if (held && handled > 0) this.#heldDelay = 0;
     return held;
   }
 

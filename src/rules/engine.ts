@@ -28,6 +28,7 @@ import {
   type ParamSet,
   paramsFor,
   resolveDuration,
+  resolveValue,
   ThresholdLeaf,
   type WindowData,
   type WindowSpec,
@@ -146,6 +147,14 @@ interface Group {
    * condition is not raised an idle rule has no deadline and nothing to remember.
    */
   quietIdle: Uint8Array;
+  /**
+   * Quiet rules on one metric compared with a fixed number (the fleet's bulk: "x above N"),
+   * flattened per metric so an idle one is decided by one numeric comparison in a loop,
+   * without evaluating its condition tree. flatRule marks them; affectedBy leaves them out.
+   */
+  flat: Map<string, FlatRules>;
+  flatRule: Uint8Array;
+  stats: RuleStats[];
   /** per rule: maxGap (ms), and whether ticks may move it past the data (absence rules) */
   maxGap: Float64Array;
   uncapped: Uint8Array;
@@ -154,6 +163,19 @@ interface Group {
   /** affectedBy's memo: the metric names of the last sample and the rules they touched. */
   lastKeys: string[];
   lastAff: number[] | null;
+}
+
+interface FlatRules {
+  idx: number[];
+  /** 0 >, 1 >=, 2 <, 3 <= */
+  op: Uint8Array;
+  thr: Float64Array;
+}
+
+const FLAT_OPS: Record<string, number> = { '>': 0, '>=': 1, '<': 2, '<=': 3 };
+
+function raisedBy(op: number, v: number, t: number): boolean {
+  return op === 0 ? v > t : op === 1 ? v >= t : op === 2 ? v < t : v <= t;
 }
 
 interface Dev {
@@ -373,6 +395,8 @@ export class RuleEngine {
   }
 
   private buildGroup(key: string, rules: LoadedRule[], info: EngineDevice): Group {
+    const params = rules.map((r) => paramsFor(r, info.model, info.region, ''));
+    const deviceOverrides = rules.map((r) => r.overrides.some((o) => o.devices !== null));
     const slot = new Map<string, number>();
     const wslot = new Map<string, number>();
     const windows: WindowSpec[] = [];
@@ -405,8 +429,8 @@ export class RuleEngine {
       key,
       rules,
       index: new Map(rules.map((r, i) => [r.id, i])),
-      params: rules.map((r) => paramsFor(r, info.model, info.region, '')),
-      deviceOverrides: rules.map((r) => r.overrides.some((o) => o.devices !== null)),
+      params,
+      deviceOverrides,
       slot,
       metrics: [...slot.keys()],
       windows,
@@ -421,6 +445,8 @@ export class RuleEngine {
       onFault,
       metricAbsence: rules.map((r) => r.leaves.some((l) => l instanceof AbsentLeaf && l.metric !== null)),
       quietIdle: Uint8Array.from(rules.map((r) => (quietWhenIdle(r) ? 1 : 0))),
+      ...flatten(rules, params, deviceOverrides),
+      stats: rules.map((r) => this.stats.get(r.id) as RuleStats),
       maxGap: Float64Array.from(rules.map((r) => r.maxGapMs)),
       uncapped: Uint8Array.from(rules.map((r) => (r.uncapped ? 1 : 0))),
       stamp: new Int32Array(rules.length),
@@ -659,7 +685,11 @@ export class RuleEngine {
   private processSample(dev: Dev, sample: EngineSample): void {
     const g = dev.group;
     const ts = sample.ts;
-    const aff = this.affectedBy(g, sample.metrics);
+    let aff = this.affectedBy(g, sample.metrics);
+    if (g.flat.size > 0) {
+      const woken = this.wakeFlat(dev, sample);
+      if (woken) aff = this.withWoken(g, sample.metrics, woken);
+    }
     for (const i of aff) this.touched.push(i);
     // A: bring each affected rule up to the sample's time with the values it had before.
     for (const i of aff) if ((dev.dues[i] as number) <= ts) this.advanceRule(dev, i, ts, false);
@@ -683,6 +713,50 @@ export class RuleEngine {
   }
 
   /**
+   * The flat rules this sample must step: those it raises, those busy for the device, and all
+   * of a metric whose value cannot be compared here (not a number, or late). The rest stay idle
+   * and are counted as evaluated.
+   */
+  private wakeFlat(dev: Dev, sample: EngineSample): number[] | null {
+    const g = dev.group;
+    const observer = this.observer;
+    let woken: number[] | null = null;
+    for (const m in sample.metrics) {
+      const f = g.flat.get(m);
+      if (!f) continue;
+      const v = sample.metrics[m];
+      const usable = typeof v === 'number' && !(sample.ts < (dev.vts[g.slot.get(m) as number] as number));
+      for (let k = 0; k < f.idx.length; k++) {
+        const i = f.idx[k] as number;
+        if (
+          !usable ||
+          dev.st[i] !== undefined ||
+          (dev.dues[i] as number) < Number.POSITIVE_INFINITY ||
+          raisedBy(f.op[k] as number, v as number, f.thr[k] as number)
+        ) {
+          if (woken) woken.push(i);
+          else woken = [i];
+          continue;
+        }
+        (g.stats[i] as RuleStats).evaluations++;
+        if (observer) observer.evaluated((g.rules[i] as LoadedRule).id);
+      }
+    }
+    return woken;
+  }
+
+  /** affectedBy's list with the woken flat rules in their usual places (event order follows it). */
+  private withWoken(g: Group, metrics: Record<string, MetricValue>, woken: number[]): number[] {
+    this.nextGen(g);
+    for (const m in metrics) {
+      const list = g.byMetric.get(m);
+      if (list) for (const i of list) if (g.flatRule[i] === 0 || woken.includes(i)) this.collect(g, i);
+    }
+    for (const i of g.onMessage) this.collect(g, i);
+    return this.aff.slice();
+  }
+
+  /**
    * The rules a sample with these metrics touches, in a stable order. A device sends the
    * same metric names message after message, so the last answer per group is kept.
    */
@@ -697,7 +771,7 @@ export class RuleEngine {
     this.nextGen(g);
     for (const m in metrics) {
       const list = g.byMetric.get(m);
-      if (list) for (const i of list) this.collect(g, i);
+      if (list) for (const i of list) if (g.flatRule[i] === 0) this.collect(g, i);
     }
     for (const i of g.onMessage) this.collect(g, i);
     g.lastKeys = Object.keys(metrics);
@@ -1853,6 +1927,37 @@ function view(rule: LoadedRule, deviceId: string, s: RState): RuleStateView {
     cooldownUntil: Number.isFinite(s.cool) && s.cool > s.at ? s.cool : null,
     clock: Number.isFinite(s.at) ? s.at : null,
   };
+}
+
+/** See Group.flat: quiet, one metric, `when` a single comparison with a number fixed for the group. */
+function flatten(
+  rules: LoadedRule[],
+  params: ParamSet[],
+  deviceOverrides: boolean[],
+): { flat: Map<string, FlatRules>; flatRule: Uint8Array } {
+  const lists = new Map<string, Array<{ i: number; op: number; thr: number }>>();
+  const flatRule = new Uint8Array(rules.length);
+  rules.forEach((r, i) => {
+    const leaf = r.when;
+    if (!(leaf instanceof ThresholdLeaf) || deviceOverrides[i] || !quietWhenIdle(r)) return;
+    if (r.metrics.length !== 1 || r.metrics[0] !== leaf.metric) return;
+    const op = FLAT_OPS[leaf.op];
+    const thr = resolveValue(leaf.ref, params[i] as ParamSet);
+    if (op === undefined || typeof thr !== 'number' || !Number.isFinite(thr)) return;
+    flatRule[i] = 1;
+    const list = lists.get(leaf.metric) ?? [];
+    list.push({ i, op, thr });
+    lists.set(leaf.metric, list);
+  });
+  const flat = new Map<string, FlatRules>();
+  for (const [m, list] of lists) {
+    flat.set(m, {
+      idx: list.map((e) => e.i),
+      op: Uint8Array.from(list.map((e) => e.op)),
+      thr: Float64Array.from(list.map((e) => e.thr)),
+    });
+  }
+  return { flat, flatRule };
 }
 
 /** See Group.quietIdle. */
