@@ -938,8 +938,10 @@ export class PushService {
 
   /** One pass; true when timeline entries wait for an older transaction to finish. */
   async #pass(): Promise<boolean> {
-    const { held } = await this.pumpTimeline();
+    const { handled, held } = await this.pumpTimeline();
     await this.dispatchDue();
+    // Progress: the next held entry is as new as any, so ask again soon rather than back off.
+    if (held && handled > 0) this.#heldDelay = 0;
     return held;
   }
 
