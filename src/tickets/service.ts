@@ -118,7 +118,7 @@ const RETRYABLE_SQLSTATES = new Set(['23505', '40001', '40P01']);
 const severityRank = (s: Severity): number => SEVERITIES.indexOf(s);
 const MINUTE = 60_000;
 /** Most tickets one fleet-check transaction takes (a long transaction holds back timeline readers). */
-const FLEET_BATCH = 10;
+const FLEET_BATCH = 25;
 
 interface TimelineRow {
   id: string;
