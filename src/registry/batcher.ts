@@ -5,6 +5,11 @@
  * while a batch is running (or in the same event-loop turn) are sent together
  * as the next batch; a lone call goes out after one setImmediate, so quiet
  * periods keep their latency.
+ *
+ * With minIntervalMs, batches start at least that far apart: under a steady
+ * stream of calls (connects paced 1,000/s arrive one by one, each lookup done
+ * before the next arrives) batches would otherwise stay at one item, one
+ * statement per call. A call after a quiet spell still goes out at once.
  */
 interface Pending<T, R> {
   item: T;
@@ -12,16 +17,24 @@ interface Pending<T, R> {
   reject: (err: unknown) => void;
 }
 
+export interface BatcherOptions {
+  /** Least time between the starts of two batches; 0 (the default): none. */
+  minIntervalMs?: number;
+}
+
 export class Batcher<T, R> {
   readonly #run: (items: T[]) => Promise<R[]>;
   readonly #max: number;
+  readonly #minIntervalMs: number;
   #queue: Array<Pending<T, R>> = [];
   #busy = false;
+  #lastStart = Number.NEGATIVE_INFINITY;
 
   /** run receives up to maxBatch items and must return one result per item, in order. */
-  constructor(run: (items: T[]) => Promise<R[]>, maxBatch: number) {
+  constructor(run: (items: T[]) => Promise<R[]>, maxBatch: number, options: BatcherOptions = {}) {
     this.#run = run;
     this.#max = maxBatch;
+    this.#minIntervalMs = options.minIntervalMs ?? 0;
   }
 
   add(item: T): Promise<R> {
@@ -40,6 +53,9 @@ export class Batcher<T, R> {
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
+        const wait = this.#lastStart + this.#minIntervalMs - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        this.#lastStart = performance.now();
         const batch = this.#queue.splice(0, this.#max);
         try {
           const results = await this.#run(batch.map((p) => p.item));

@@ -93,6 +93,12 @@ export interface DeviceRegistryOptions {
    * same PostgreSQL) takes to be seen.
    */
   cacheTtlMs?: number;
+  /**
+   * Least time between two credential lookup statements (cache misses arriving meanwhile share
+   * the next one): a connect storm costs a statement per interval, not one per device, for at
+   * most this much more connect latency. Default 10 ms.
+   */
+  lookupIntervalMs?: number;
   /** Rows per INSERT during CSV import. */
   importChunkSize?: number;
   /**
@@ -245,7 +251,9 @@ export class DeviceRegistry {
     this.#cacheSize = options.cacheSize ?? 50_000;
     this.#cacheTtlMs = options.cacheTtlMs ?? 60_000;
     this.#chunkSize = options.importChunkSize ?? 1000;
-    this.#fetches = new Batcher((ids) => this.#fetchMany(ids), 1000);
+    this.#fetches = new Batcher((ids) => this.#fetchMany(ids), 1000, {
+      minIntervalMs: options.lookupIntervalMs ?? 10,
+    });
     this.#seen = new Batcher((events) => this.#writeSeen(events), 1000);
   }
 
