@@ -564,10 +564,18 @@ function displayHost(host: string): string {
   return host === '0.0.0.0' || host === '::' ? 'localhost' : host;
 }
 
+/**
+ * Connections the kernel may hold for us before we accept them (capped by net.core.somaxconn).
+ * With Node's default of 511, a 10k-device ramp paced 1,000/s overflowed it whenever the event
+ * loop stalled (950 handshakes dropped in one 10 s ramp on PGlite), and each dropped device
+ * waits for its TCP stack to retry (1 s, then 3, 7, 15 s...) or runs into its connect timeout.
+ */
+const LISTEN_BACKLOG = 4096;
+
 async function listen(server: NetServer | HttpServer, port: number, host: string): Promise<{ port: number }> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });
