@@ -40,7 +40,10 @@ export interface FleetOptions {
   /** Messages handed to MQTT but not yet acknowledged, across the fleet, before the stream waits. */
   maxInflight?: number;
   keepaliveSec?: number;
+  /** A device whose connect has not succeeded after this long (retries included) is failed. */
   connectTimeoutMs?: number;
+  /** How long one connect attempt waits for its CONNACK before it is retried (default 10 s). */
+  connectAttemptMs?: number;
   /** How long a stop waits for outstanding acknowledgements. */
   flushTimeoutMs?: number;
   mqttOptions?: Partial<IClientOptions>;
@@ -105,6 +108,7 @@ export class Fleet {
       maxInflight: 10_000,
       keepaliveSec: 60,
       connectTimeoutMs: 30_000,
+      connectAttemptMs: 10_000,
       flushTimeoutMs: 30_000,
       wallNow: Date.now,
       ...options,
@@ -167,6 +171,7 @@ export class Fleet {
         pacer: this.pacer,
         keepaliveSec: this.o.keepaliveSec,
         connectTimeoutMs: this.o.connectTimeoutMs,
+        connectAttemptMs: this.o.connectAttemptMs,
         ...(this.o.mqttOptions ? { mqttOptions: this.o.mqttOptions } : {}),
         onSent: (_l, ev) => this.onSent(ev),
         onAck: (_l, ev, err) => this.onAck(ev, err),

@@ -14,7 +14,14 @@ export interface LinkEnv {
   url: string;
   pacer: Pacer;
   keepaliveSec: number;
+  /** How long a connect may take in all, retries included, before the link counts as failed. */
   connectTimeoutMs: number;
+  /**
+   * How long one attempt waits for its CONNACK before MQTT.js drops it and tries again. A handshake
+   * lost to a full listen queue otherwise rides TCP's retransmission backoff (1, 3, 7, 15 s...)
+   * until the whole connect timeout runs out.
+   */
+  connectAttemptMs: number;
   mqttOptions?: Partial<IClientOptions>;
   onSent(link: DeviceLink, ev: PublishEvent): void;
   onAck(link: DeviceLink, ev: PublishEvent, err: Error | undefined): void;
@@ -171,7 +178,7 @@ export class DeviceLink {
       password: this.secret,
       will: lastWill(this.id),
       keepalive: this.env.keepaliveSec,
-      connectTimeout: this.env.connectTimeoutMs,
+      connectTimeout: Math.min(this.env.connectAttemptMs, this.env.connectTimeoutMs),
       // Only for connections the network loses: a deliberate drop ends the client instead.
       reconnectPeriod: 2_000,
       clean: true,

@@ -1,4 +1,5 @@
 /** The transport against a real broker (Aedes on a free loopback port) with real MQTT clients. */
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { deriveSecret } from '../../firmware-sim/credentials.js';
 import type { PublishEvent } from '../../firmware-sim/fleet/events.js';
@@ -247,5 +248,41 @@ describe('fleet against a real broker', { timeout: 120_000 }, () => {
     expect(summary.acked).toBe(summary.sent.total);
     // As fast as acknowledgements allow, and never further ahead of them than the cap.
     expect(peak).toBe(25);
+  });
+
+  it('retries a connect attempt that gets no CONNACK, within the connect timeout', async () => {
+    // In front of the broker: the first connection is accepted and never answered (a handshake lost
+    // to a full listen queue looks like this to the device); later ones are passed through.
+    const held: Socket[] = [];
+    let accepted = 0;
+    const front = createServer((socket) => {
+      if (accepted++ === 0) {
+        held.push(socket);
+        socket.on('error', () => undefined);
+        return;
+      }
+      const upstream = tcpConnect(broker.port, '127.0.0.1');
+      socket.pipe(upstream).pipe(socket);
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const port = (front.address() as { port: number }).port;
+    try {
+      const { fleet } = setup({
+        fleet: fleetFromFlags({ devices: 1, model: 'RV-200', seed: 't7' }),
+        durationMs: 10 * MIN,
+        extra: { brokerUrl: `mqtt://127.0.0.1:${port}`, connectTimeoutMs: 20_000, connectAttemptMs: 300 },
+      });
+      await fleet.start();
+      const summary = await fleet.finished;
+      expect(accepted).toBeGreaterThanOrEqual(2);
+      expect(summary.connectFailures).toBe(0);
+      expect(summary.connects).toBe(1);
+      expect(summary.acked).toBe(summary.sent.total);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((resolve) => front.close(resolve));
+    }
   });
 });
