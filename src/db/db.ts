@@ -71,10 +71,20 @@ interface TxFrame {
   parent: TxFrame | undefined;
 }
 
-/** Which transactions the current async call chain runs inside. */
-const txFrames = new AsyncLocalStorage<TxFrame>();
+/**
+ * Which transactions the current async call chain runs inside: a guard against a
+ * programming error, kept where the code is exercised (NODE_ENV=test, which vitest
+ * sets, or FAULTLINE_TX_GUARD=1). On Node 20 an AsyncLocalStorage that has run once
+ * installs promise hooks for the whole process, which cost the ingest path ~5% of
+ * its CPU (bench/README.md), so a production bridge runs without it.
+ */
+const txFrames =
+  process.env.NODE_ENV === 'test' || process.env.FAULTLINE_TX_GUARD === '1'
+    ? new AsyncLocalStorage<TxFrame>()
+    : null;
 
 function assertNotInOwnTx(owner: object, what: 'query' | 'tx'): void {
+  if (!txFrames) return;
   for (let f = txFrames.getStore(); f; f = f.parent) {
     if (f.owner === owner && f.state.open) {
       throw new FaultlineError(
@@ -101,6 +111,7 @@ async function runInTx<T>(owner: object, raw: Queryable, fn: (q: Queryable) => P
     },
   };
   try {
+    if (!txFrames) return await fn(handle);
     return await txFrames.run({ owner, state, parent: txFrames.getStore() }, () => fn(handle));
   } finally {
     state.open = false;
