@@ -68,10 +68,23 @@ export class DbSink {
         await this.idle(IDLE_POLL_MS);
         continue;
       }
+      // Presence updates of a batch go to the registry together (one UPDATE for all of them,
+      // instead of one per record, which on PGlite blocked a 10k-device connect storm for seconds);
+      // the cursor moves past them only once they are written, and before any dead letter.
+      let seen: Array<Promise<void>> = [];
+      let seenLsn = 0;
+      const flushSeen = async () => {
+        if (seen.length === 0) return;
+        const writes = seen;
+        seen = [];
+        await Promise.all(writes);
+        this.cursor.commit(seenLsn);
+      };
       try {
         for (const { lsn, payload } of records) {
           const record = decodeRecord(payload);
           if (record.kind === 'deadletter') {
+            await flushSeen();
             await this.o.deadLetters.add({
               deviceId: record.deviceId || null,
               topic: record.topic,
@@ -83,12 +96,17 @@ export class DbSink {
           } else if (record.kind === 'status') {
             const state = parseState(record.payload);
             if (state)
-              await this.o.devices.markSeen(record.deviceId, state === 'online', new Date(record.receivedAt));
+              seen.push(
+                this.o.devices.markSeen(record.deviceId, state === 'online', new Date(record.receivedAt)),
+              );
           }
-          this.cursor.commit(lsn);
+          if (seen.length > 0) seenLsn = lsn;
+          else this.cursor.commit(lsn);
         }
+        await flushSeen();
         this.backoff = 0;
       } catch (err) {
+        void Promise.allSettled(seen); // a write still pending when another failed: not unhandled
         this.o.metrics.dbErrors.inc({ op: 'db_sink' });
         this.backoff = Math.min(MAX_BACKOFF_MS, Math.max(100, this.backoff * 2));
         this.o.log.warn(
