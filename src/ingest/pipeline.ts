@@ -53,6 +53,19 @@ export interface PipelineOptions {
 
 const CHECKPOINT_FILE = 'pipeline.checkpoint.json';
 const CHECKPOINT_EVERY_MS = 1_000;
+/**
+ * A checkpoint blocks the event loop while it copies and serialises the state (70-100 ms at 10k
+ * devices), so checkpoints are spaced at least 300 times their own cost apart: one such stall
+ * every 20-30 s touches ~0.3 % of the messages, out of the PUBACK p99 (at a fixed 1 s it put
+ * 6-10 % of the time in checkpoints and the p99 at 80-130 ms). A crash replays the longer gap
+ * from the log. Small states keep the 1 s interval.
+ */
+const CHECKPOINT_COST_FACTOR = 300;
+
+/** Whether the next checkpoint is due, given the time since the last one and what it cost. */
+export function checkpointDue(sinceLastMs: number, lastCostMs: number): boolean {
+  return sinceLastMs >= CHECKPOINT_COST_FACTOR * lastCostMs;
+}
 
 export class IngestPipeline {
   private readonly dedup: Deduplicator;
@@ -72,6 +85,8 @@ export class IngestPipeline {
   private checkpointTimer: NodeJS.Timeout | null = null;
   private checkpointing: Promise<void> | null = null;
   private lastCheckpointLsn = 0;
+  private lastCheckpointAt = 0;
+  private checkpointCostMs = 0;
   private dispatchChain: Promise<void> = Promise.resolve();
   private chained = 0;
 
@@ -113,6 +128,7 @@ export class IngestPipeline {
     }
     this.nextLsn = this.o.wal.lastLsn + 1;
     this.checkpointTimer = setInterval(() => {
+      if (!checkpointDue(performance.now() - this.lastCheckpointAt, this.checkpointCostMs)) return;
       void this.checkpoint();
     }, CHECKPOINT_EVERY_MS);
     this.checkpointTimer.unref();
@@ -344,9 +360,12 @@ export class IngestPipeline {
     }
     const lsn = this.cursor.position;
     if (lsn === this.lastCheckpointLsn) return;
+    const started = performance.now();
     const states: Record<string, unknown> = {};
     for (const [name, state] of this.checkpointed) states[name] = state.snapshot();
     const body = JSON.stringify({ lsn, dedup: this.dedup.snapshot(), states });
+    this.lastCheckpointAt = performance.now();
+    this.checkpointCostMs = this.lastCheckpointAt - started;
     const file = join(this.o.dataDir, CHECKPOINT_FILE);
     this.checkpointing = (async () => {
       try {
