@@ -83,7 +83,16 @@ const ingestSchema = z
     maxFutureSkewMs: duration
       .default(300_000)
       .describe('samples further ahead of server time are dead-lettered'),
-    dedupWindow: z.number().int().min(16).max(1_000_000).default(4_096),
+    dedupWindow: z
+      .number()
+      .int()
+      .min(16)
+      .max(1_000_000)
+      .default(256)
+      .describe(
+        'recent sequence numbers remembered per device to drop QoS 1 redeliveries; covers a ' +
+          "device's in-flight window on reconnect (~24 bytes each, held for every device)",
+      ),
     walGroupCommitMs: duration.max(100).default(2),
     walSegmentBytes: z
       .number()
