@@ -22,5 +22,6 @@ COPY guides ./guides
 VOLUME /data
 EXPOSE 1883 8083 8080
 USER node
-ENTRYPOINT ["node", "dist/src/cli.js"]
+# A larger young generation: fewer scavenges, so fewer 10-20 ms pauses in the PUBACK p99 (bench/README.md).
+ENTRYPOINT ["node", "--max-semi-space-size=64", "dist/src/cli.js"]
 CMD ["start"]

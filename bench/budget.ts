@@ -14,7 +14,7 @@ export const BENCHES: BenchEntry[] = [
   { file: 'ingest.ts', args: [], maxSeconds: 60 },
   { file: 'influx.ts', args: ['300000'], maxSeconds: 60 },
   { file: 'latency.ts', args: [], maxSeconds: 90 },
-  { file: 'scale.ts', args: [], maxSeconds: 150 },
+  { file: 'scale.ts', args: ['--node-options', '--max-semi-space-size=64'], maxSeconds: 150 },
   { file: 'startup.ts', args: [], maxSeconds: 60 },
   { file: 'rules.ts', args: [], maxSeconds: 20 },
   { file: 'wal.ts', args: [], maxSeconds: 10 },

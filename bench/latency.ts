@@ -439,6 +439,8 @@ async function main(): Promise<void> {
   const dir = tempDir('bench-latency');
   const bridge = await startBridgeProcess(dir.path, {
     FAULTLINE_ADMIN_TOKEN: TOKEN,
+    // As npm start and the image run it.
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=64`.trim(),
     ...(pg ? { FAULTLINE_DATABASE_URL: pg.url } : {}),
     ...(CONFIG ? { FAULTLINE_CONFIG: CONFIG } : {}),
   });
