@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { type Db, openDb } from '../src/db/db.js';
 import { silentLogger } from '../src/log/logger.js';
 import { DeviceRegistry } from '../src/registry/devices.js';
+import { type Figure, writeResults } from './lib.js';
 
 const ROWS = Number(process.argv[2] ?? 100_000);
 const CHUNK = 1000;
@@ -139,6 +140,19 @@ async function main(): Promise<void> {
   const storm = Math.min(10_000, ROWS);
   line('authenticate, cold cache, concurrent', storm, authSeconds);
   line('markSeen(online), concurrent', storm, seenSeconds);
+  const one = (v: number) => ({ value: v, min: v, max: v });
+  const figures: Figure[] = [
+    {
+      name: `import ${ROWS.toLocaleString('en-US')} devices (parse, validate, hash, insert)`,
+      unit: 'devices/s',
+      ...one(ROWS / importSeconds),
+      reference: { name: 'raw INSERT ... VALUES of the same rows', ...one(ROWS / valuesSeconds) },
+      ratio: valuesSeconds / importSeconds,
+    },
+    { name: 'authenticate, cold cache, concurrent', unit: 'auth/s', ...one(storm / authSeconds) },
+    { name: 'markSeen(online), concurrent', unit: 'updates/s', ...one(storm / seenSeconds) },
+  ];
+  console.log(`results: ${writeResults('import', figures)}`);
   console.log(
     `\nimport costs ${(importSeconds / valuesSeconds).toFixed(2)}x the raw VALUES floor, ` +
       `${(importSeconds / unnestSeconds).toFixed(2)}x the raw unnest floor`,

@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BENCHES, MISSED_BECAUSE } from './budget.js';
+import { BENCHES, missedBecause } from './budget.js';
 import { type Figure, machine, printTable } from './lib.js';
 
 const here = join(process.cwd(), 'bench');
@@ -47,7 +47,7 @@ for (const { bench } of ran) {
   const result = JSON.parse(readFileSync(file, 'utf8')) as { figures: Figure[] };
   for (const f of result.figures) {
     const row: Row = { bench, ...f };
-    if (f.target && f.met === false) row.why = MISSED_BECAUSE[f.name] ?? 'not yet analysed';
+    if (f.target && f.met === false) row.why = missedBecause(f.name);
     rows.push(row);
   }
 }
