@@ -5,7 +5,7 @@
  * with the machine, the date and, for each figure under a budget, whether it
  * met its target (and, where it missed, why: bench/budget.ts).
  *
- *   npm run bench                 # everything (about 8 minutes on 2 cores)
+ *   npm run bench                 # everything (about 7.5 minutes on 2 cores)
  *   npm run bench -- ingest scale # only benches whose file name starts so
  */
 import { spawnSync } from 'node:child_process';
