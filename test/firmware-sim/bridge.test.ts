@@ -3,15 +3,13 @@
  * API, connects with those credentials, and the bridge accepts every well-formed
  * message and refuses exactly the ones the simulator corrupted on purpose.
  */
-import { EventEmitter } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildProgram } from '../../firmware-sim/program.js';
 import type { FleetSummary } from '../../firmware-sim/transport/fleet.js';
 import { freePort, until } from '../helpers/net.js';
 import { type Server, startProcess, tempDir } from '../helpers/process.js';
+import { runSim } from './helpers/run-sim.js';
 
 interface Bridge {
   server: Server;
@@ -62,33 +60,7 @@ afterAll(async () => {
   dir?.remove();
 });
 
-async function sim(args: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  stderr.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  let code = 0;
-  await buildProgram({
-    stdout,
-    stderr,
-    env: bridge.env,
-    now: Date.now,
-    signals: new EventEmitter(),
-    exit: (c) => {
-      throw new Error(`exit ${c}`);
-    },
-    setExitCode: (c) => {
-      code = c;
-    },
-  }).parseAsync(['node', 'firmware-sim', ...args]);
-  return { code, out, err };
-}
+const sim = (args: string[]) => runSim(args, bridge.env);
 
 async function metrics(): Promise<Map<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${bridge.httpPort}/metrics`)).text();

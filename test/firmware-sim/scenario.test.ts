@@ -3,16 +3,14 @@
  * each provisions its fleet and owners, runs its faults, and checks the tickets
  * through the API and the guides through an owner's app.
  */
-import { EventEmitter } from 'node:events';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BenchReport } from '../../firmware-sim/bench.js';
-import { buildProgram } from '../../firmware-sim/program.js';
 import type { ScenarioReport } from '../../firmware-sim/scenario.js';
 import { ADMIN_TOKEN, startBridge, type TestBridge } from '../helpers/bridge.js';
 import { tempDir } from '../helpers/process.js';
+import { runSim } from './helpers/run-sim.js';
 
 let bridge: TestBridge;
 
@@ -23,33 +21,7 @@ afterAll(async () => {
   await bridge?.stop();
 });
 
-async function sim(args: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  stderr.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  let code = 0;
-  await buildProgram({
-    stdout,
-    stderr,
-    env: { FAULTLINE_ADMIN_TOKEN: ADMIN_TOKEN },
-    now: Date.now,
-    signals: new EventEmitter(),
-    exit: (c) => {
-      throw new Error(`exit ${c}`);
-    },
-    setExitCode: (c) => {
-      code = c;
-    },
-  }).parseAsync(['node', 'firmware-sim', ...args]);
-  return { code, out, err };
-}
+const sim = (args: string[]) => runSim(args, { FAULTLINE_ADMIN_TOKEN: ADMIN_TOKEN });
 
 const target = () => ['--broker', bridge.mqttUrl, '--api', bridge.addresses.http!, '--ws', bridge.wsUrl];
 const SCENARIOS = join(process.cwd(), 'firmware-sim/scenarios');

@@ -4,14 +4,12 @@
  * simulated devices provisioned, the owner's app waiting, a run with one
  * overheating unit: one ticket opens and the guide reaches the owner's app.
  */
-import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildProgram } from '../../firmware-sim/program.js';
 import { freePort, until } from '../helpers/net.js';
 import { type Server, startProcess, tempDir } from '../helpers/process.js';
+import { runSim } from './helpers/run-sim.js';
 
 let server: Server;
 let dir: ReturnType<typeof tempDir>;
@@ -48,33 +46,7 @@ afterAll(async () => {
   dir?.remove();
 });
 
-async function sim(args: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  stderr.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  let code = 0;
-  await buildProgram({
-    stdout,
-    stderr,
-    env,
-    now: Date.now,
-    signals: new EventEmitter(),
-    exit: (c) => {
-      throw new Error(`exit ${c}`);
-    },
-    setExitCode: (c) => {
-      code = c;
-    },
-  }).parseAsync(['node', 'firmware-sim', ...args]);
-  return { code, out, err };
-}
+const sim = (args: string[]) => runSim(args, env);
 
 describe('README: See it work', { timeout: 180_000 }, () => {
   it('100 devices, one overheats: one ticket, and the guide reaches the owner app', async () => {
