@@ -7,7 +7,7 @@ import { deriveOwnerSecret, deriveSecret } from './credentials.js';
 import { expandFleet, parseFleet } from './fleet/spec.js';
 import { FleetStream } from './fleet/stream.js';
 import { OwnerApp } from './owner-app.js';
-import { provision } from './provision.js';
+import { fleetDevices, provision } from './provision.js';
 import { Fleet, type FleetSummary } from './transport/fleet.js';
 
 export interface BenchOptions {
@@ -96,16 +96,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const provisioned = await provision({
     apiUrl: o.apiUrl,
     token: o.token,
-    devices: specs.map(({ id, model, firmware, ownerId, ownerLocale, region, batch }) => ({
-      id,
-      model,
-      firmware,
-      ownerId,
-      ownerLocale,
-      region,
-      batch,
-      secret: deriveSecret(seed, id),
-    })),
+    devices: fleetDevices(specs, seed),
     owners: [...owners.values()],
   });
   if (provisioned.failed.length > 0)

@@ -4,6 +4,7 @@
  * ours from an earlier run. Large fleets go through the CSV import, which refuses
  * a whole file if any id exists, so existing ids are listed and left out first.
  */
+import { deriveSecret } from './credentials.js';
 
 export interface ProvisionDevice {
   id: string;
@@ -62,6 +63,23 @@ const CSV_HEADER = 'id,model,firmware,owner_id,owner_locale,region,batch,secret'
 
 function csvField(value: string): string {
   return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+
+/** The devices of an expanded fleet as the API registers them, each with its seed-derived secret. */
+export function fleetDevices(
+  specs: ReadonlyArray<Omit<ProvisionDevice, 'secret'>>,
+  seed: string,
+): ProvisionDevice[] {
+  return specs.map(({ id, model, firmware, ownerId, ownerLocale, region, batch }) => ({
+    id,
+    model,
+    firmware,
+    ownerId,
+    ownerLocale,
+    region,
+    batch,
+    secret: deriveSecret(seed, id),
+  }));
 }
 
 export function toCsv(devices: readonly ProvisionDevice[]): string {

@@ -10,7 +10,7 @@ import { deriveOwnerSecret, deriveSecret } from './credentials.js';
 import { type DeviceSpec, expandFleet, type FleetFile, parseFleet } from './fleet/spec.js';
 import { FleetStream } from './fleet/stream.js';
 import { OwnerApp, type OwnerNotification } from './owner-app.js';
-import { type ProvisionResult, provision } from './provision.js';
+import { fleetDevices, type ProvisionResult, provision } from './provision.js';
 import { Fleet, type FleetSummary } from './transport/fleet.js';
 import { formatDuration, parseDuration, parseInstant } from './units.js';
 
@@ -230,16 +230,7 @@ export async function runScenario(sc: Scenario, o: ScenarioOptions): Promise<Sce
     provisioned = await provision({
       apiUrl: o.apiUrl,
       token: o.token,
-      devices: specs.map(({ id, model, firmware, ownerId, ownerLocale, region, batch }) => ({
-        id,
-        model,
-        firmware,
-        ownerId,
-        ownerLocale,
-        region,
-        batch,
-        secret: deriveSecret(seed, id),
-      })),
+      devices: fleetDevices(specs, seed),
       owners: [...owners.values()],
     });
     if (provisioned.failed.length > 0) {

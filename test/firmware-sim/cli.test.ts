@@ -1,15 +1,13 @@
 /** The command line: a real process stopped by a signal, and record -> replay with remapped ids. */
 import { spawn } from 'node:child_process';
-import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildProgram, type Io } from '../../firmware-sim/program.js';
 import { lastWill } from '../../src/contract/index.js';
 import { until } from '../helpers/net.js';
 import { tempDir } from '../helpers/process.js';
 import { startBroker, type TestBroker } from './helpers/aedes.js';
+import { runSim } from './helpers/run-sim.js';
 
 const CLI = join(process.cwd(), 'firmware-sim/cli.ts');
 
@@ -30,31 +28,7 @@ const fromDevices = (prefix: string) =>
 
 /** Runs the program in this process, with its own stdout/stderr and signal source. */
 async function runInProcess(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  stderr.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  let code = 0;
-  const io: Io = {
-    stdout,
-    stderr,
-    env,
-    now: Date.now,
-    signals: new EventEmitter(),
-    exit: (c) => {
-      throw new Error(`exit ${c}`);
-    },
-    setExitCode: (c) => {
-      code = c;
-    },
-  };
-  await buildProgram(io).parseAsync(['node', 'firmware-sim', ...args]);
+  const { code, out, err } = await runSim(args, env);
   return { code, stdout: out, stderr: err };
 }
 
